@@ -1,0 +1,279 @@
+/**
+ * The `Balancer` service: chooses an endpoint for each call, keeps every endpoint's
+ * health, and hands out leases that must be given back.
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Balancer, Strategy } from "effect-llm-balancer"
+ *
+ * const program = Balancer.use((endpoint) => Effect.succeed(`answered by ${endpoint.name}`))
+ *
+ * const BalancerLive = Balancer.layer({
+ *   endpoints: [
+ *     { name: "openai-us", provider: "openai", model: "gpt-4o-mini", weight: 2 },
+ *     { name: "anthropic", provider: "anthropic", model: "claude-3-5-haiku-latest" }
+ *   ],
+ *   strategy: Strategy.smoothWeightedRoundRobin
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, BalancerLive))
+ * ```
+ *
+ * The endpoint table is one immutable value in a `Ref`; every operation applies a pure
+ * transition (see `EndpointState`) in one synchronous `Ref.modify`, so choosing an
+ * endpoint and reserving its slot is atomic and concurrent fibers never corrupt it.
+ *
+ * @since 0.1.0
+ */
+import type { Config, Duration, Scope, Stream } from "effect"
+import { Context, Effect, Layer } from "effect"
+import type * as Endpoint from "./Endpoint.js"
+import type { InvalidConfig, NoEndpointAvailable, UnknownEndpoint } from "./Errors.js"
+import type { Event } from "./Event.js"
+import type * as Health from "./Health.js"
+import * as internal from "./internal/balancer.js"
+import * as internalConfig from "./internal/balancerConfig.js"
+import type * as Outcome from "./Outcome.js"
+import type * as Strategy from "./Strategy.js"
+
+/**
+ * A reserved slot on one endpoint. Give it back with `release`, exactly once; `use` does
+ * that for you. A second release of the same lease does nothing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Lease {
+  readonly endpoint: Endpoint.Endpoint
+  /** Epoch milliseconds from `Clock` at which the slot was taken. */
+  readonly startedAt: number
+  /** True when this call is a half-open circuit's probe. */
+  readonly probe: boolean
+}
+
+/**
+ * What a request asks of the endpoint that serves it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hints {
+  /** Names of endpoints not to use (for example, the ones already tried). */
+  readonly exclude?: ReadonlyArray<string> | undefined
+  /** Tags the endpoint must all have. */
+  readonly tags?: ReadonlyArray<string> | undefined
+  /**
+   * Wait up to this long for a slot to free up or an endpoint to recover instead of
+   * failing at once. The wait needs no polling: it wakes when a call ends or at the
+   * time the earliest open circuit admits a probe.
+   */
+  readonly wait?: Duration.DurationInput | undefined
+}
+
+/**
+ * One endpoint's statistics; plain JSON, never the API key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EndpointStats {
+  readonly name: string
+  readonly provider: string
+  readonly model: string
+  readonly status: Health.Status
+  readonly circuit: "closed" | "open" | "half-open"
+  /** Held out by `forceUnhealthy`. */
+  readonly held: boolean
+  /** Calls in flight. */
+  readonly active: number
+  readonly successes: number
+  readonly failures: number
+  readonly consecutiveFailures: number
+  /** Lifetime failures / calls. */
+  readonly errorRate: number
+  /** Failures / calls over the recent window. */
+  readonly recentErrorRate: number
+  /** Lifetime average latency of successful calls (ms). */
+  readonly avgLatencyMs: number | null
+  /** Average latency of recent successful calls (ms). */
+  readonly recentLatencyMs: number | null
+  /** Epoch ms until which the circuit is open. */
+  readonly unhealthyUntil: number | null
+  readonly weight: number
+  readonly priority: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface BalancerService {
+  /** The name of the strategy in use. */
+  readonly strategy: string
+  /**
+   * Chooses an endpoint and reserves a slot on it. Release the lease when the call ends;
+   * prefer {@link use}, which cannot forget to.
+   */
+  readonly acquire: (hints?: Hints) => Effect.Effect<Lease, NoEndpointAvailable>
+  /** Gives the slot back and records how the call ended. */
+  readonly release: (lease: Lease, outcome: Outcome.Outcome) => Effect.Effect<void>
+  /**
+   * Acquires, runs `f` on the endpoint, records its outcome and latency, and releases,
+   * also when `f` fails, dies or is interrupted (an interrupted call counts neither as a
+   * success nor as a failure).
+   */
+  readonly use: <A, E, R>(
+    f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
+    hints?: Hints
+  ) => Effect.Effect<A, E | NoEndpointAvailable, R>
+  readonly addEndpoint: (endpoint: Endpoint.Input | Endpoint.Endpoint) => Effect.Effect<void, InvalidConfig>
+  /** Removes an endpoint; calls in flight on it finish and release normally. */
+  readonly removeEndpoint: (name: string) => Effect.Effect<void, UnknownEndpoint>
+  /** Closes the circuit, forgets consecutive failures and ends a hold. */
+  readonly forceHealthy: (name: string) => Effect.Effect<void, UnknownEndpoint>
+  /** Holds the endpoint out of rotation until `forceHealthy`. */
+  readonly forceUnhealthy: (name: string) => Effect.Effect<void, UnknownEndpoint>
+  readonly endpoints: Effect.Effect<ReadonlyArray<Endpoint.Endpoint>>
+  /** The endpoints that are routable now (healthy or degraded). */
+  readonly healthyEndpoints: Effect.Effect<ReadonlyArray<Endpoint.Endpoint>>
+  readonly stats: Effect.Effect<ReadonlyArray<EndpointStats>>
+  /** Changes from the moment the stream is run; a slow consumer loses the oldest (1,024 kept). */
+  readonly events: Stream.Stream<Event>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Balancer extends Context.Tag("effect-llm-balancer/Balancer")<Balancer, BalancerService>() {}
+
+/**
+ * The configuration of a balancer given in code. Endpoints are plain data (or decoded
+ * `Endpoint`s); every bad field is reported at once in an `InvalidConfig`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly endpoints: Iterable<Endpoint.Input | Endpoint.Endpoint>
+  /** A strategy value or a built-in's name. Default: `Strategy.leastConnections`. */
+  readonly strategy?: Strategy.Strategy | Strategy.BuiltInName | undefined
+  /** Overrides of `Health.defaultPolicy`. */
+  readonly health?: Health.PolicyInput | undefined
+}
+
+/**
+ * Builds a balancer. Its event hub closes with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options: Options) => Effect.Effect<BalancerService, InvalidConfig, Scope.Scope> = internal.make
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Balancer, InvalidConfig> =>
+  Layer.scoped(Balancer, internal.make(options))
+
+/**
+ * The configuration read through Effect `Config` (so `ConfigProvider.fromJson`, a file or
+ * the environment can feed it): `endpoints` (an array of endpoints with the fields of
+ * `Endpoint`), `strategy` (a built-in's name) and `health` (a partial `Health.Policy`).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = internalConfig.options
+
+/**
+ * A balancer configured through `Config`; bad or missing values fail the layer with an
+ * `InvalidConfig` that names each of them.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Config<Options>): Layer.Layer<Balancer, InvalidConfig> =>
+  Layer.scoped(Balancer, Effect.flatMap(internalConfig.load(options), internal.make))
+
+/**
+ * The balancer configured from the `balancer` section of the current `ConfigProvider`
+ * (`balancer.endpoints`, `balancer.strategy`, `balancer.health`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const BalancerLive: Layer.Layer<Balancer, InvalidConfig> = layerConfig(internalConfig.nested("balancer"))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const acquire = (hints?: Hints): Effect.Effect<Lease, NoEndpointAvailable, Balancer> =>
+  Effect.flatMap(Balancer, (b) => b.acquire(hints))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const release = (lease: Lease, outcome: Outcome.Outcome): Effect.Effect<void, never, Balancer> =>
+  Effect.flatMap(Balancer, (b) => b.release(lease, outcome))
+
+/**
+ * Acquire, run `f`, record the outcome and release; see {@link BalancerService.use}.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const use = <A, E, R>(
+  f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
+  hints?: Hints
+): Effect.Effect<A, E | NoEndpointAvailable, R | Balancer> => Effect.flatMap(Balancer, (b) => b.use(f, hints))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const stats: Effect.Effect<ReadonlyArray<EndpointStats>, never, Balancer> = Effect.flatMap(
+  Balancer,
+  (b) => b.stats
+)
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const healthyEndpoints: Effect.Effect<ReadonlyArray<Endpoint.Endpoint>, never, Balancer> = Effect.flatMap(
+  Balancer,
+  (b) => b.healthyEndpoints
+)
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const addEndpoint = (
+  endpoint: Endpoint.Input | Endpoint.Endpoint
+): Effect.Effect<void, InvalidConfig, Balancer> => Effect.flatMap(Balancer, (b) => b.addEndpoint(endpoint))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const removeEndpoint = (name: string): Effect.Effect<void, UnknownEndpoint, Balancer> =>
+  Effect.flatMap(Balancer, (b) => b.removeEndpoint(name))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const forceHealthy = (name: string): Effect.Effect<void, UnknownEndpoint, Balancer> =>
+  Effect.flatMap(Balancer, (b) => b.forceHealthy(name))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const forceUnhealthy = (name: string): Effect.Effect<void, UnknownEndpoint, Balancer> =>
+  Effect.flatMap(Balancer, (b) => b.forceUnhealthy(name))

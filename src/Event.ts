@@ -1,0 +1,40 @@
+/**
+ * What changed in a balancer, as published on `Balancer.events`. Times are epoch
+ * milliseconds from `Clock`. Events never carry API keys.
+ *
+ * @since 0.1.0
+ */
+import { Data } from "effect"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Event = Data.TaggedEnum<{
+  /** An endpoint joined the balancer. */
+  EndpointAdded: { readonly name: string; readonly at: number }
+  /** An endpoint left; calls in flight on it still finish and release. */
+  EndpointRemoved: { readonly name: string; readonly at: number }
+  /**
+   * An endpoint stopped taking calls: its circuit opened after `maxFailures` consecutive
+   * failures or a failed probe (`until` is when it may be probed), or it was held out.
+   */
+  EndpointUnhealthy: {
+    readonly name: string
+    readonly at: number
+    readonly reason: "failures" | "probe-failed" | "forced"
+    readonly until: number | undefined
+  }
+  /** An open circuit's recovery time passed and a probe was sent. */
+  EndpointProbing: { readonly name: string; readonly at: number }
+  /** An endpoint takes calls again: a probe succeeded, or it was forced healthy. */
+  EndpointRecovered: { readonly name: string; readonly at: number; readonly reason: "probe-succeeded" | "forced" }
+}>
+
+/**
+ * Constructors and matchers for {@link Event}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const Event = Data.taggedEnum<Event>()

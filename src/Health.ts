@@ -1,0 +1,238 @@
+/**
+ * Health of one endpoint: a circuit breaker and the HEALTHY / DEGRADED / UNHEALTHY view
+ * of it.
+ *
+ * - **Closed** (routable). `maxFailures` consecutive failures open it.
+ * - **Open** (UNHEALTHY, not routable) for `recoveryTimeout`.
+ * - Then the next request that would pick the endpoint's tier is sent to it as a **probe**
+ *   and the circuit is **HalfOpen**: at most `halfOpenProbes` probes in flight, other
+ *   requests skip it. A successful probe closes the circuit; a failed one opens it again.
+ *
+ * Independently of the circuit, a closed endpoint is DEGRADED when its recent error rate
+ * reaches `degradedErrorRate` (once about `degradedMinRequests` calls were seen in the
+ * recent window) or its recent average latency reaches `degradedLatency`. As in Envoy, a
+ * DEGRADED endpoint is still routable but is used only when no HEALTHY endpoint of its
+ * tier can take the request.
+ *
+ * "Recent" is an exponentially decaying window: a call `window` ago counts about 37 % as
+ * much as one now. It needs constant memory and no timers.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Either, Schema } from "effect"
+import type { Endpoint } from "./Endpoint.js"
+import type { InvalidConfig } from "./Errors.js"
+import * as config from "./internal/config.js"
+import * as schemas from "./internal/schemas.js"
+
+/**
+ * `unhealthy`: not routable (circuit open, or held out by `forceUnhealthy`).
+ * `degraded`: routable, used only when no healthy endpoint of the tier can serve
+ * (recent errors or latency over the thresholds, or half-open and probing).
+ * `healthy`: routable.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Status = "healthy" | "degraded" | "unhealthy"
+
+/**
+ * The circuit breaker's state. Times are epoch milliseconds from `Clock`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Circuit =
+  | { readonly _tag: "Closed" }
+  | { readonly _tag: "Open"; readonly since: number; readonly until: number }
+  | { readonly _tag: "HalfOpen"; readonly probes: number }
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const closed: Circuit = { _tag: "Closed" }
+
+/**
+ * The health policy of a balancer; an endpoint's `maxFailures` and `recoveryTimeout`
+ * override it for that endpoint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Policy {
+  /** Consecutive failures that open the circuit. Default 3 (the seeds' `max_failures`). */
+  readonly maxFailures: number
+  /** How long the circuit stays open before a probe. Default 30 seconds. */
+  readonly recoveryTimeout: Duration.Duration
+  /** Probes in flight at once while half-open. Default 1. */
+  readonly halfOpenProbes: number
+  /** Time constant of the recent statistics (error rate, latency). Default 30 seconds. */
+  readonly window: Duration.Duration
+  /** Recent error rate at which a closed endpoint is DEGRADED. Default 0.2. */
+  readonly degradedErrorRate: number
+  /** Calls seen in the recent window before the error rate can degrade it. Default 5. */
+  readonly degradedMinRequests: number
+  /** Recent average latency at which a closed endpoint is DEGRADED. Default: none. */
+  readonly degradedLatency: Duration.Duration | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defaultPolicy: Policy = {
+  maxFailures: 3,
+  recoveryTimeout: Duration.seconds(30),
+  halfOpenProbes: 1,
+  window: Duration.seconds(30),
+  degradedErrorRate: 0.2,
+  degradedMinRequests: 5,
+  degradedLatency: undefined
+}
+
+/**
+ * The schema of a partial policy, as a user writes it; missing fields take the defaults.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const PolicyInput = Schema.Struct({
+  maxFailures: Schema.optionalWith(schemas.PositiveInt, { exact: true }),
+  recoveryTimeout: Schema.optionalWith(schemas.DurationInput, { exact: true }),
+  halfOpenProbes: Schema.optionalWith(schemas.PositiveInt, { exact: true }),
+  window: Schema.optionalWith(
+    schemas.DurationInput.pipe(Schema.filter((d) => Duration.toMillis(d) > 0 || "must be longer than 0")),
+    { exact: true }
+  ),
+  degradedErrorRate: Schema.optionalWith(schemas.Ratio, { exact: true }),
+  degradedMinRequests: Schema.optionalWith(schemas.NonNegativeFinite, { exact: true }),
+  degradedLatency: Schema.optionalWith(schemas.DurationInput, { exact: true })
+}).annotations({ identifier: "HealthPolicy" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type PolicyInput = typeof PolicyInput.Encoded
+
+/**
+ * Decodes a partial policy over the defaults, naming every bad field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decodePolicy = (
+  input: unknown,
+  path: ReadonlyArray<PropertyKey> = []
+): Either.Either<Policy, InvalidConfig> =>
+  Either.map(config.decodeAll(PolicyInput, input ?? {}, path), (partial): Policy => ({ ...defaultPolicy, ...partial }))
+
+/**
+ * A policy with every duration in milliseconds, as the hot path uses it; one per endpoint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Resolved {
+  readonly maxFailures: number
+  readonly recoveryTimeoutMs: number
+  readonly halfOpenProbes: number
+  readonly windowMs: number
+  readonly degradedErrorRate: number
+  readonly degradedMinRequests: number
+  readonly degradedLatencyMs: number
+}
+
+/**
+ * The policy that applies to one endpoint: the balancer's, overridden by the endpoint's
+ * own `maxFailures` and `recoveryTimeout`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
+  maxFailures: endpoint.maxFailures ?? policy.maxFailures,
+  recoveryTimeoutMs: Duration.toMillis(endpoint.recoveryTimeout ?? policy.recoveryTimeout),
+  halfOpenProbes: policy.halfOpenProbes,
+  windowMs: Duration.toMillis(policy.window),
+  degradedErrorRate: policy.degradedErrorRate,
+  degradedMinRequests: policy.degradedMinRequests,
+  degradedLatencyMs: policy.degradedLatency === undefined ? Infinity : Duration.toMillis(policy.degradedLatency)
+})
+
+/**
+ * Statistics over the recent window, kept as exponentially decayed sums so that one
+ * update is O(1) and memory is constant.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Recent {
+  /** When the sums were last decayed (epoch ms). */
+  readonly at: number
+  readonly calls: number
+  readonly failures: number
+  /** Sum of latencies of the successful calls that reported one, and their count. */
+  readonly latencyMs: number
+  readonly timed: number
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const emptyRecent = (now: number): Recent => ({ at: now, calls: 0, failures: 0, latencyMs: 0, timed: 0 })
+
+/**
+ * Adds one call at `now` to the recent window.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const record = (
+  recent: Recent,
+  now: number,
+  windowMs: number,
+  failed: boolean,
+  latencyMs: number | undefined
+): Recent => {
+  const f = decayFactor(recent, now, windowMs)
+  const timedSuccess = !failed && latencyMs !== undefined
+  return {
+    at: now > recent.at ? now : recent.at,
+    calls: recent.calls * f + 1,
+    failures: recent.failures * f + (failed ? 1 : 0),
+    latencyMs: recent.latencyMs * f + (timedSuccess ? latencyMs : 0),
+    timed: recent.timed * f + (timedSuccess ? 1 : 0)
+  }
+}
+
+const decayFactor = (recent: Recent, now: number, windowMs: number): number =>
+  now <= recent.at ? 1 : Math.exp((recent.at - now) / windowMs)
+
+/**
+ * The decayed number of calls in the recent window at `now`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const recentCalls = (recent: Recent, now: number, windowMs: number): number =>
+  recent.calls * decayFactor(recent, now, windowMs)
+
+/**
+ * Failures / calls in the recent window (0 when there were none).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const recentErrorRate = (recent: Recent): number => recent.calls > 0 ? recent.failures / recent.calls : 0
+
+/**
+ * Average latency of recent successful calls in milliseconds, or `undefined`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const recentLatencyMs = (recent: Recent): number | undefined =>
+  recent.timed > 0 ? recent.latencyMs / recent.timed : undefined

@@ -1,0 +1,90 @@
+/**
+ * How a call on a leased endpoint ended, as reported to `Balancer.release`.
+ *
+ * @since 0.1.0
+ */
+import { Duration } from "effect"
+
+/**
+ * Tokens a call used, as the provider reported them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Usage {
+  readonly inputTokens: number
+  readonly outputTokens: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Success {
+  readonly _tag: "Success"
+  /** How long the call took; when absent the balancer measures it from the lease. */
+  readonly latency: Duration.Duration | undefined
+  readonly usage: Usage | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Failure {
+  readonly _tag: "Failure"
+  readonly error: unknown
+  readonly latency: Duration.Duration | undefined
+  /** False when the failure was not the endpoint's fault (a malformed request, say). */
+  readonly countsAgainstHealth: boolean
+}
+
+/**
+ * The call was abandoned (interrupted, or lost a race): its slot is given back and it
+ * counts neither as a success nor as a failure.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Cancelled {
+  readonly _tag: "Cancelled"
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Outcome = Success | Failure | Cancelled
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const success = (options?: {
+  readonly latency?: Duration.DurationInput | undefined
+  readonly usage?: Usage | undefined
+}): Outcome => ({
+  _tag: "Success",
+  latency: options?.latency === undefined ? undefined : Duration.decode(options.latency),
+  usage: options?.usage
+})
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const failure = (error: unknown, options?: {
+  readonly latency?: Duration.DurationInput | undefined
+  readonly countsAgainstHealth?: boolean | undefined
+}): Outcome => ({
+  _tag: "Failure",
+  error,
+  latency: options?.latency === undefined ? undefined : Duration.decode(options.latency),
+  countsAgainstHealth: options?.countsAgainstHealth ?? true
+})
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const cancelled: Outcome = { _tag: "Cancelled" }

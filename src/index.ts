@@ -1,0 +1,46 @@
+/**
+ * effect-llm-balancer: spread LLM calls across providers, API keys and deployments, keep
+ * track of each endpoint's health, and fail over when one of them breaks or throttles.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * @since 0.1.0
+ */
+export * as Balancer from "./Balancer.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Endpoint from "./Endpoint.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as EndpointState from "./EndpointState.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Errors from "./Errors.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Event from "./Event.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Health from "./Health.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Outcome from "./Outcome.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Strategy from "./Strategy.js"

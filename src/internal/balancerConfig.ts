@@ -1,0 +1,83 @@
+import { Config, ConfigError, Effect, Option } from "effect"
+import type { Options } from "../Balancer.js"
+import type { ConfigIssue } from "../Errors.js"
+import { InvalidConfig } from "../Errors.js"
+
+/**
+ * Every field is read as optional here and checked by the same schemas that check
+ * options given in code, so a missing or bad value gets the same message either way.
+ */
+const opt = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  Config.map(Config.option(config), Option.getOrUndefined)
+
+/** Drops absent keys (so `exactOptionalPropertyTypes` holds) and empty sections. */
+const compact = <A extends Record<string, unknown>>(record: A): A | undefined => {
+  const entries = Object.entries(record).filter(([, v]) => v !== undefined)
+  return entries.length === 0 ? undefined : Object.fromEntries(entries) as A
+}
+
+const section = <A extends Record<string, Config.Config<unknown>>>(name: string, fields: A) =>
+  Config.nested(Config.map(Config.all(fields), (record) => compact(record as Record<string, unknown>)), name)
+
+const endpoint = Config.map(
+  Config.all({
+    name: opt(Config.string("name")),
+    provider: opt(Config.string("provider")),
+    model: opt(Config.string("model")),
+    baseUrl: opt(Config.string("baseUrl")),
+    apiKey: opt(Config.redacted("apiKey")),
+    weight: opt(Config.number("weight")),
+    priority: opt(Config.number("priority")),
+    tags: opt(Config.array(Config.string(), "tags")),
+    maxConcurrency: opt(Config.number("maxConcurrency")),
+    limits: section("limits", {
+      rpm: opt(Config.number("rpm")),
+      tpm: opt(Config.number("tpm")),
+      rpd: opt(Config.number("rpd"))
+    }),
+    cost: section("cost", {
+      inputPerMillion: opt(Config.number("inputPerMillion")),
+      outputPerMillion: opt(Config.number("outputPerMillion"))
+    }),
+    contextWindow: opt(Config.number("contextWindow")),
+    maxFailures: opt(Config.number("maxFailures")),
+    recoveryTimeout: opt(Config.string("recoveryTimeout"))
+  }),
+  (record) => compact(record) ?? {}
+)
+
+export const options: Config.Config<Options> = Config.map(
+  Config.all({
+    endpoints: Config.array(endpoint, "endpoints"),
+    strategy: opt(Config.string("strategy")),
+    health: section("health", {
+      maxFailures: opt(Config.number("maxFailures")),
+      recoveryTimeout: opt(Config.string("recoveryTimeout")),
+      halfOpenProbes: opt(Config.number("halfOpenProbes")),
+      window: opt(Config.string("window")),
+      degradedErrorRate: opt(Config.number("degradedErrorRate")),
+      degradedMinRequests: opt(Config.number("degradedMinRequests")),
+      degradedLatency: opt(Config.string("degradedLatency"))
+    })
+  }),
+  (record) => compact(record) as unknown as Options
+)
+
+export const nested = (name: string): Config.Config<Options> => Config.nested(options, name)
+
+/** `["balancer", "endpoints", "[0]", "weight"]` -> `balancer.endpoints[0].weight` */
+const pathOf = (path: ReadonlyArray<string>) => path.join(".").replaceAll(".[", "[")
+
+const issuesOf = (error: ConfigError.ConfigError): Array<ConfigIssue> =>
+  ConfigError.reduceWithContext(error, undefined, {
+    andCase: (_, left: Array<ConfigIssue>, right: Array<ConfigIssue>) => [...left, ...right],
+    orCase: (_, left: Array<ConfigIssue>, right: Array<ConfigIssue>) => [...left, ...right],
+    invalidDataCase: (_, path, message) => [{ path: pathOf(path), message }],
+    missingDataCase: (_, path, message) => [{ path: pathOf(path), message }],
+    sourceUnavailableCase: (_, path, message) => [{ path: pathOf(path), message }],
+    unsupportedCase: (_, path, message) => [{ path: pathOf(path), message }]
+  })
+
+/** Reads a configuration, turning `ConfigError`s into an `InvalidConfig` naming each field. */
+export const load = (config: Config.Config<Options>): Effect.Effect<Options, InvalidConfig> =>
+  Effect.mapError(config, (error) => new InvalidConfig({ issues: issuesOf(error) }))

@@ -1,0 +1,257 @@
+/**
+ * The balancer's state as one immutable table and the pure operations on it. The
+ * balancer applies each of them in one synchronous `Ref.modify`, which in a
+ * single-threaded runtime is a transaction: no other fiber can observe or change the
+ * table in between.
+ */
+import type { Endpoint } from "../Endpoint.js"
+import * as EndpointState from "../EndpointState.js"
+import type { PassedOver } from "../Errors.js"
+import { Event } from "../Event.js"
+import type * as Health from "../Health.js"
+import type { Strategy } from "../Strategy.js"
+
+export interface Table {
+  /** In the order the endpoints were added (ascending `id`). */
+  readonly entries: ReadonlyArray<EndpointState.EndpointState>
+  readonly strategyState: unknown
+  readonly nextId: number
+  /** Bumped on every change, so a waiter can tell whether anything happened since it looked. */
+  readonly version: number
+}
+
+export const make = (strategy: Strategy): Table => ({
+  entries: [],
+  strategyState: strategy.initial,
+  nextId: 0,
+  version: 0
+})
+
+export interface Request {
+  readonly exclude: ReadonlyArray<string> | undefined
+  readonly tags: ReadonlyArray<string> | undefined
+}
+
+export type AcquireResult =
+  | {
+    readonly _tag: "Acquired"
+    readonly entry: EndpointState.EndpointState
+    readonly probe: boolean
+    readonly events: ReadonlyArray<Event>
+  }
+  | {
+    readonly _tag: "Rejected"
+    readonly passedOver: ReadonlyArray<PassedOver>
+    readonly retryAt: number | undefined
+    readonly version: number
+  }
+
+const noEvents: ReadonlyArray<Event> = []
+
+const filteredOut = (
+  entry: EndpointState.EndpointState,
+  request: Request
+): "excluded" | "missing-tags" | undefined => {
+  if (request.exclude !== undefined && request.exclude.includes(entry.endpoint.name)) return "excluded"
+  if (request.tags !== undefined) {
+    for (const tag of request.tags) {
+      if (!entry.endpoint.tags.includes(tag)) return "missing-tags"
+    }
+  }
+  return undefined
+}
+
+/**
+ * Chooses an endpoint and reserves a slot on it, or says why none could serve.
+ *
+ * Eligibility comes before ranking: filtered-out and unadmittable endpoints drop out;
+ * only the lowest `priority` tier with an admittable endpoint serves; in it, an endpoint
+ * due for a half-open probe takes the request (so recovery is never starved), otherwise
+ * the strategy ranks the healthy endpoints, or the degraded ones when none is healthy.
+ */
+export const acquire = (
+  table: Table,
+  strategy: Strategy,
+  request: Request,
+  now: number,
+  random: () => number
+): readonly [AcquireResult, Table] => {
+  const entries = table.entries
+  let tier = Infinity
+  let probeAt = -1
+  let healthy: Array<number> = []
+  let degraded: Array<number> = []
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]
+    if (filteredOut(entry, request) !== undefined) continue
+    const admission = EndpointState.admission(entry, now)
+    if (admission !== "admit" && admission !== "probe") continue
+    const priority = entry.endpoint.priority
+    if (priority > tier) continue
+    if (priority < tier) {
+      tier = priority
+      probeAt = -1
+      healthy = []
+      degraded = []
+    }
+    if (admission === "probe") {
+      if (probeAt === -1) probeAt = i
+    } else if (EndpointState.status(entry, now) === "healthy") {
+      healthy.push(i)
+    } else {
+      degraded.push(i)
+    }
+  }
+
+  let chosen: number
+  let strategyState = table.strategyState
+  if (probeAt !== -1) {
+    chosen = probeAt
+  } else {
+    const pool = healthy.length > 0 ? healthy : degraded
+    if (pool.length === 0) return [reject(table, request, now), table]
+    const [index, next] = strategy.select(pool.map((i) => entries[i]), strategyState, { now, random })
+    if (!(Number.isInteger(index) && index >= 0 && index < pool.length)) {
+      // a bug in a user-written strategy: a defect, reported with what went wrong
+      throw new RangeError(`Strategy "${strategy.name}" chose index ${index} among ${pool.length} candidates`)
+    }
+    chosen = pool[index]
+    strategyState = next
+  }
+
+  const before = entries[chosen]
+  const probe = probeAt === chosen
+  const after = EndpointState.onAcquire(before, probe)
+  const nextEntries = entries.slice()
+  nextEntries[chosen] = after
+  const events = probe && before.circuit._tag === "Open"
+    ? [Event.EndpointProbing({ name: before.endpoint.name, at: now })]
+    : noEvents
+  return [
+    { _tag: "Acquired", entry: after, probe, events },
+    { entries: nextEntries, strategyState, nextId: table.nextId, version: table.version + 1 }
+  ]
+}
+
+const reject = (table: Table, request: Request, now: number): AcquireResult => {
+  const passedOver: Array<PassedOver> = []
+  let retryAt: number | undefined
+  for (const entry of table.entries) {
+    const name = entry.endpoint.name
+    const filtered = filteredOut(entry, request)
+    if (filtered !== undefined) {
+      passedOver.push({ endpoint: name, reason: filtered })
+      continue
+    }
+    const admission = EndpointState.admission(entry, now)
+    const until = EndpointState.availableAt(entry)
+    if (until !== undefined && (retryAt === undefined || until < retryAt)) retryAt = until
+    passedOver.push(
+      until !== undefined
+        ? { endpoint: name, reason: admission as PassedOver["reason"], until }
+        : { endpoint: name, reason: admission as PassedOver["reason"] }
+    )
+  }
+  return { _tag: "Rejected", passedOver, retryAt, version: table.version }
+}
+
+export type Ending =
+  | { readonly _tag: "Success"; readonly latencyMs: number | undefined }
+  | {
+    readonly _tag: "Failure"
+    readonly latencyMs: number | undefined
+    readonly countsAgainstHealth: boolean
+  }
+  | { readonly _tag: "Cancelled" }
+
+const indexOf = (table: Table, id: number): number => {
+  const entries = table.entries
+  for (let i = 0; i < entries.length; i++) {
+    if (entries[i].id === id) return i
+  }
+  return -1
+}
+
+const replace = (table: Table, index: number, entry: EndpointState.EndpointState | undefined): Table => {
+  const entries = table.entries.slice()
+  if (entry === undefined) entries.splice(index, 1)
+  else entries[index] = entry
+  return { ...table, entries, version: table.version + 1 }
+}
+
+/**
+ * Ends a call: gives its slot back and records its outcome. A removed endpoint's entry
+ * goes away with its last call.
+ */
+export const release = (
+  table: Table,
+  id: number,
+  probe: boolean,
+  ending: Ending,
+  now: number
+): readonly [ReadonlyArray<Event>, Table] => {
+  const index = indexOf(table, id)
+  if (index === -1) return [noEvents, table]
+  const before = table.entries[index]
+  const after = ending._tag === "Success"
+    ? EndpointState.onSuccess(before, now, ending.latencyMs, probe)
+    : ending._tag === "Failure"
+    ? EndpointState.onFailure(before, now, ending.latencyMs, probe, ending.countsAgainstHealth)
+    : EndpointState.onCancel(before, probe)
+  const events = transitions(before, after, now)
+  return [events, replace(table, index, after.removed && after.active === 0 ? undefined : after)]
+}
+
+const transitions = (
+  before: EndpointState.EndpointState,
+  after: EndpointState.EndpointState,
+  now: number
+): ReadonlyArray<Event> => {
+  if (before.circuit._tag === after.circuit._tag || after.removed) return noEvents
+  const name = after.endpoint.name
+  if (after.circuit._tag === "Open") {
+    return [Event.EndpointUnhealthy({
+      name,
+      at: now,
+      reason: before.circuit._tag === "HalfOpen" ? "probe-failed" : "failures",
+      until: after.circuit.until
+    })]
+  }
+  if (after.circuit._tag === "Closed" && !after.held) {
+    return [Event.EndpointRecovered({ name, at: now, reason: "probe-succeeded" })]
+  }
+  return noEvents
+}
+
+export const add = (table: Table, endpoint: Endpoint, policy: Health.Resolved, now: number): Table => ({
+  ...table,
+  entries: [...table.entries, EndpointState.make(table.nextId, endpoint, policy, now)],
+  nextId: table.nextId + 1,
+  version: table.version + 1
+})
+
+/** The index of the live (not removed) entry with this name, or -1. */
+export const find = (table: Table, name: string): number => {
+  const entries = table.entries
+  for (let i = 0; i < entries.length; i++) {
+    if (!entries[i].removed && entries[i].endpoint.name === name) return i
+  }
+  return -1
+}
+
+export const names = (table: Table): ReadonlyArray<string> =>
+  table.entries.filter((e) => !e.removed).map((e) => e.endpoint.name)
+
+export const remove = (table: Table, index: number): Table => {
+  const entry = table.entries[index]
+  return replace(table, index, entry.active === 0 ? undefined : { ...entry, removed: true })
+}
+
+export const update = (
+  table: Table,
+  index: number,
+  f: (entry: EndpointState.EndpointState) => EndpointState.EndpointState
+): Table => replace(table, index, f(table.entries[index]))
+
+export const live = (table: Table): ReadonlyArray<EndpointState.EndpointState> =>
+  table.entries.filter((e) => !e.removed)
