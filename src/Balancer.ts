@@ -25,7 +25,7 @@
  *
  * @since 0.1.0
  */
-import type { Config, Duration, Scope, Stream } from "effect"
+import type { Config, Duration, Queue, Scope, Stream } from "effect"
 import { Context, Effect, Layer } from "effect"
 import type * as Endpoint from "./Endpoint.js"
 import type { InvalidConfig, NoEndpointAvailable, UnknownEndpoint } from "./Errors.js"
@@ -137,8 +137,16 @@ export interface BalancerService {
   /** The endpoints that are routable now (healthy or degraded). */
   readonly healthyEndpoints: Effect.Effect<ReadonlyArray<Endpoint.Endpoint>>
   readonly stats: Effect.Effect<ReadonlyArray<EndpointStats>>
-  /** Changes from the moment the stream is run; a slow consumer loses the oldest (1,024 kept). */
+  /**
+   * Changes from the moment the stream starts running; a consumer that falls more than
+   * 1,024 events behind loses the oldest.
+   */
   readonly events: Stream.Stream<Event>
+  /**
+   * A subscription that receives every change from the moment this effect completes, for
+   * as long as the scope lasts (the same bound as `events`).
+   */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Event>, never, Scope.Scope>
 }
 
 /**
@@ -194,8 +202,19 @@ export const config: Config.Config<Options> = internalConfig.options
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (options: Config.Config<Options>): Layer.Layer<Balancer, InvalidConfig> =>
-  Layer.scoped(Balancer, Effect.flatMap(internalConfig.load(options), internal.make))
+export const layerConfig = (
+  options: Config.Config<Options>,
+  /** Where the configuration lives, to name bad fields by their full path (`"balancer"`). */
+  prefix = ""
+): Layer.Layer<Balancer, InvalidConfig> =>
+  Layer.scoped(
+    Balancer,
+    Effect.flatMap(
+      internalConfig.load(options, prefix),
+      (resolved) =>
+        Effect.flatMap(Effect.suspend(() => internal.resolveOptions(resolved, prefix)), internal.fromResolved)
+    )
+  )
 
 /**
  * The balancer configured from the `balancer` section of the current `ConfigProvider`
@@ -204,7 +223,10 @@ export const layerConfig = (options: Config.Config<Options>): Layer.Layer<Balanc
  * @since 0.1.0
  * @category layers
  */
-export const BalancerLive: Layer.Layer<Balancer, InvalidConfig> = layerConfig(internalConfig.nested("balancer"))
+export const BalancerLive: Layer.Layer<Balancer, InvalidConfig> = layerConfig(
+  internalConfig.nested("balancer"),
+  "balancer"
+)
 
 /**
  * @since 0.1.0

@@ -55,6 +55,29 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   removed: false
 })
 
+type Mutable = { -readonly [K in keyof EndpointState]: EndpointState[K] }
+
+/**
+ * Copies every field in one fixed order. A transition clones and then assigns: object
+ * spreads here cost V8 its slow path (about 0.5 µs each on Node 20) and leave the states
+ * in a dozen different shapes, which made the hot path 3x slower (see bench/).
+ */
+const clone = (s: EndpointState): Mutable => ({
+  id: s.id,
+  endpoint: s.endpoint,
+  policy: s.policy,
+  active: s.active,
+  successes: s.successes,
+  failures: s.failures,
+  consecutiveFailures: s.consecutiveFailures,
+  latencyTotalMs: s.latencyTotalMs,
+  latencyCount: s.latencyCount,
+  recent: s.recent,
+  circuit: s.circuit,
+  held: s.held,
+  removed: s.removed
+})
+
 /**
  * Whether the endpoint can take one more call now: `"admit"`, `"probe"` (the call is a
  * half-open probe), or the reason it is passed over.
@@ -117,27 +140,58 @@ export const status = (state: EndpointState, now: number): Health.Status => {
         recent.failures > 0 && Health.recentCalls(recent, now, p.windowMs) >= p.degradedMinRequests
       ) return "degraded"
       const latency = Health.recentLatencyMs(recent)
-      return latency !== undefined && latency >= p.degradedLatencyMs ? "degraded" : "healthy"
+      return latency !== undefined && latency >= p.degradedLatencyMs &&
+          Health.recentTimed(recent, now, p.windowMs) >= p.degradedMinRequests
+        ? "degraded"
+        : "healthy"
     }
   }
 }
 
 /**
- * A call was admitted; `probe` is true when it is a half-open probe.
+ * A call was admitted; `probe` is true when `admission` said `"probe"`.
  *
  * @since 0.1.0
  * @category transitions
  */
-export const onAcquire = (state: EndpointState, probe: boolean): EndpointState => ({
-  ...state,
-  active: state.active + 1,
-  circuit: probe
-    ? { _tag: "HalfOpen", probes: state.circuit._tag === "HalfOpen" ? state.circuit.probes + 1 : 1 }
-    : state.circuit
-})
+export const onAcquire = (state: EndpointState, probe: boolean): EndpointState => {
+  const next = clone(state)
+  next.active = state.active + 1
+  const circuit = state.circuit
+  if (probe && circuit._tag !== "Closed") {
+    next.circuit = circuit._tag === "HalfOpen"
+      ? { _tag: "HalfOpen", probes: circuit.probes + 1, since: circuit.since }
+      : { _tag: "HalfOpen", probes: 1, since: circuit.since }
+  }
+  return next
+}
 
-const endProbe = (circuit: Health.Circuit, probe: boolean): Health.Circuit =>
-  probe && circuit._tag === "HalfOpen" ? { _tag: "HalfOpen", probes: Math.max(0, circuit.probes - 1) } : circuit
+/**
+ * Identifies a probe: the `since` of the open period it probes, read off the state
+ * `onAcquire` returned. Release transitions take it (or `undefined` for an ordinary
+ * call), so a late probe of an earlier period neither frees nor closes the current one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Probe = number | undefined
+
+/**
+ * The probe identity of a call just admitted as a probe.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const probeOf = (state: EndpointState): Probe =>
+  state.circuit._tag === "HalfOpen" ? state.circuit.since : undefined
+
+const isCurrentProbe = (circuit: Health.Circuit, probe: Probe): circuit is Health.Circuit & { _tag: "HalfOpen" } =>
+  probe !== undefined && circuit._tag === "HalfOpen" && circuit.since === probe
+
+const endProbe = (circuit: Health.Circuit, probe: Probe): Health.Circuit =>
+  isCurrentProbe(circuit, probe)
+    ? { _tag: "HalfOpen", probes: Math.max(0, circuit.probes - 1), since: circuit.since }
+    : circuit
 
 /**
  * A call succeeded. A successful probe closes the circuit.
@@ -149,17 +203,20 @@ export const onSuccess = (
   state: EndpointState,
   now: number,
   latencyMs: number | undefined,
-  probe: boolean
-): EndpointState => ({
-  ...state,
-  active: Math.max(0, state.active - 1),
-  successes: state.successes + 1,
-  consecutiveFailures: 0,
-  latencyTotalMs: latencyMs === undefined ? state.latencyTotalMs : state.latencyTotalMs + latencyMs,
-  latencyCount: latencyMs === undefined ? state.latencyCount : state.latencyCount + 1,
-  recent: Health.record(state.recent, now, state.policy.windowMs, false, latencyMs),
-  circuit: probe && state.circuit._tag === "HalfOpen" ? Health.closed : state.circuit
-})
+  probe: Probe
+): EndpointState => {
+  const next = clone(state)
+  next.active = Math.max(0, state.active - 1)
+  next.successes = state.successes + 1
+  next.consecutiveFailures = 0
+  if (latencyMs !== undefined) {
+    next.latencyTotalMs = state.latencyTotalMs + latencyMs
+    next.latencyCount = state.latencyCount + 1
+  }
+  next.recent = Health.record(state.recent, now, state.policy.windowMs, false, latencyMs)
+  if (isCurrentProbe(state.circuit, probe)) next.circuit = Health.closed
+  return next
+}
 
 /**
  * A call failed. `countsAgainstHealth` is false for failures that are not the endpoint's
@@ -173,24 +230,22 @@ export const onFailure = (
   state: EndpointState,
   now: number,
   latencyMs: number | undefined,
-  probe: boolean,
+  probe: Probe,
   countsAgainstHealth: boolean = true
 ): EndpointState => {
-  const active = Math.max(0, state.active - 1)
+  const next = clone(state)
+  next.active = Math.max(0, state.active - 1)
+  next.failures = state.failures + 1
   if (!countsAgainstHealth) {
-    return { ...state, active, failures: state.failures + 1, circuit: endProbe(state.circuit, probe) }
+    next.circuit = endProbe(state.circuit, probe)
+    return next
   }
-  const consecutiveFailures = state.consecutiveFailures + 1
-  const open = (probe && state.circuit._tag === "HalfOpen") ||
-    (state.circuit._tag === "Closed" && consecutiveFailures >= state.policy.maxFailures)
-  return {
-    ...state,
-    active,
-    failures: state.failures + 1,
-    consecutiveFailures,
-    recent: Health.record(state.recent, now, state.policy.windowMs, true, latencyMs),
-    circuit: open ? { _tag: "Open", since: now, until: now + state.policy.recoveryTimeoutMs } : state.circuit
-  }
+  next.consecutiveFailures = state.consecutiveFailures + 1
+  next.recent = Health.record(state.recent, now, state.policy.windowMs, true, latencyMs)
+  const open = isCurrentProbe(state.circuit, probe) ||
+    (state.circuit._tag === "Closed" && next.consecutiveFailures >= state.policy.maxFailures)
+  if (open) next.circuit = { _tag: "Open", since: now, until: now + state.policy.recoveryTimeoutMs }
+  return next
 }
 
 /**
@@ -200,11 +255,12 @@ export const onFailure = (
  * @since 0.1.0
  * @category transitions
  */
-export const onCancel = (state: EndpointState, probe: boolean): EndpointState => ({
-  ...state,
-  active: Math.max(0, state.active - 1),
-  circuit: endProbe(state.circuit, probe)
-})
+export const onCancel = (state: EndpointState, probe: Probe): EndpointState => {
+  const next = clone(state)
+  next.active = Math.max(0, state.active - 1)
+  next.circuit = endProbe(state.circuit, probe)
+  return next
+}
 
 /**
  * Manual recovery: releases a hold, closes the circuit and forgets consecutive failures.
@@ -212,12 +268,13 @@ export const onCancel = (state: EndpointState, probe: boolean): EndpointState =>
  * @since 0.1.0
  * @category transitions
  */
-export const forceHealthy = (state: EndpointState): EndpointState => ({
-  ...state,
-  held: false,
-  consecutiveFailures: 0,
-  circuit: Health.closed
-})
+export const forceHealthy = (state: EndpointState): EndpointState => {
+  const next = clone(state)
+  next.held = false
+  next.consecutiveFailures = 0
+  next.circuit = Health.closed
+  return next
+}
 
 /**
  * Manual circuit break: the endpoint takes no calls until {@link forceHealthy}.
@@ -225,7 +282,24 @@ export const forceHealthy = (state: EndpointState): EndpointState => ({
  * @since 0.1.0
  * @category transitions
  */
-export const forceUnhealthy = (state: EndpointState): EndpointState => ({ ...state, held: true })
+export const forceUnhealthy = (state: EndpointState): EndpointState => {
+  const next = clone(state)
+  next.held = true
+  return next
+}
+
+/**
+ * The endpoint was removed while calls were in flight: it takes no new ones and goes
+ * away with its last.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const markRemoved = (state: EndpointState): EndpointState => {
+  const next = clone(state)
+  next.removed = true
+  return next
+}
 
 /**
  * Average latency of all successful calls (ms), or `undefined` before the first one.

@@ -45,7 +45,8 @@ export type Status = "healthy" | "degraded" | "unhealthy"
 export type Circuit =
   | { readonly _tag: "Closed" }
   | { readonly _tag: "Open"; readonly since: number; readonly until: number }
-  | { readonly _tag: "HalfOpen"; readonly probes: number }
+  /** `since` is the open period's; a probe carries it so a late probe of an earlier period is told apart. */
+  | { readonly _tag: "HalfOpen"; readonly probes: number; readonly since: number }
 
 /**
  * @since 0.1.0
@@ -71,9 +72,12 @@ export interface Policy {
   readonly window: Duration.Duration
   /** Recent error rate at which a closed endpoint is DEGRADED. Default 0.2. */
   readonly degradedErrorRate: number
-  /** Calls seen in the recent window before the error rate can degrade it. Default 5. */
+  /** Calls seen in the recent window before the error rate or latency can degrade it. Default 5. */
   readonly degradedMinRequests: number
-  /** Recent average latency at which a closed endpoint is DEGRADED. Default: none. */
+  /**
+   * Recent average latency at which a closed endpoint is DEGRADED (once about
+   * `degradedMinRequests` timed successes were seen in the window). Default: none.
+   */
   readonly degradedLatency: Duration.Duration | undefined
 }
 
@@ -219,6 +223,15 @@ const decayFactor = (recent: Recent, now: number, windowMs: number): number =>
  */
 export const recentCalls = (recent: Recent, now: number, windowMs: number): number =>
   recent.calls * decayFactor(recent, now, windowMs)
+
+/**
+ * The decayed number of timed successes in the recent window at `now`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const recentTimed = (recent: Recent, now: number, windowMs: number): number =>
+  recent.timed * decayFactor(recent, now, windowMs)
 
 /**
  * Failures / calls in the recent window (0 when there were none).

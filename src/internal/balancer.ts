@@ -1,5 +1,5 @@
 import type { Scope } from "effect"
-import { Cause, Clock, Duration, Effect, Either, Exit, PubSub, Random, Ref, Stream } from "effect"
+import { Cause, Duration, Effect, Either, Exit, PubSub, Random, Ref, Stream } from "effect"
 import type { BalancerService, EndpointStats, Hints, Lease, Options } from "../Balancer.js"
 import * as Endpoint from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
@@ -11,16 +11,21 @@ import type * as Outcome from "../Outcome.js"
 import * as Strategy from "../Strategy.js"
 import * as random from "./random.js"
 import * as Table from "./table.js"
+import { Waiters } from "./waiters.js"
 
 class LeaseImpl implements Lease {
   /** Set by the first release; a second release of the same lease does nothing. */
   settled = false
   constructor(
+    readonly owner: object,
     readonly endpoint: Endpoint.Endpoint,
     readonly id: number,
     readonly startedAt: number,
-    readonly probe: boolean
+    readonly probeOf: EndpointState.Probe
   ) {}
+  get probe(): boolean {
+    return this.probeOf !== undefined
+  }
 }
 
 export interface Resolved {
@@ -29,9 +34,15 @@ export interface Resolved {
   readonly policy: Health.Policy
 }
 
-/** Decodes options given in code, naming every bad field at once. */
-export const resolveOptions = (options: Options): Either.Either<Resolved, InvalidConfig> => {
+const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${prefix}.${path}`
+
+/**
+ * Decodes options given in code or read from `Config`, naming every bad field at once;
+ * `prefix` is where they came from (`"balancer"` for `BalancerLive`).
+ */
+export const resolveOptions = (options: Options, prefix = ""): Either.Either<Resolved, InvalidConfig> => {
   const issues: Array<ConfigIssue> = []
+  const at = (path: string) => prefix === "" ? path : prefixed(prefix, path)
   const endpoints: Array<Endpoint.Endpoint> = []
   const inputs = Array.from(options.endpoints ?? [])
   inputs.forEach((input, i) => {
@@ -39,8 +50,8 @@ export const resolveOptions = (options: Options): Either.Either<Resolved, Invali
     if (Either.isLeft(decoded)) {
       for (const issue of decoded.left.issues) {
         issues.push({
-          path: issue.path === "" ? `endpoints[${i}]` : `endpoints[${i}].${issue.path}`,
-          ...{ message: issue.message }
+          path: at(issue.path === "" ? `endpoints[${i}]` : `endpoints[${i}].${issue.path}`),
+          message: issue.message
         })
       }
     } else endpoints.push(decoded.right)
@@ -52,23 +63,33 @@ export const resolveOptions = (options: Options): Either.Either<Resolved, Invali
     const first = seen.get(name)
     if (first !== undefined) {
       issues.push({
-        path: `endpoints[${i}].name`,
+        path: at(`endpoints[${i}].name`),
         message: `duplicate endpoint name "${name}" (also endpoints[${first}])`
       })
     } else seen.set(name, i)
   })
   let strategy: Strategy.Strategy = Strategy.leastConnections
   if (typeof options.strategy === "string") {
-    const found = (Strategy.builtIn as Record<string, Strategy.Strategy>)[options.strategy]
-    if (found === undefined) {
+    if (Object.hasOwn(Strategy.builtIn, options.strategy)) {
+      strategy = Strategy.builtIn[options.strategy as Strategy.BuiltInName]
+    } else {
       issues.push({
-        path: "strategy",
+        path: at("strategy"),
         message: `unknown strategy "${options.strategy}" (expected one of ${Object.keys(Strategy.builtIn).join(", ")})`
       })
-    } else strategy = found
-  } else if (options.strategy !== undefined) strategy = options.strategy
-  const policy = Health.decodePolicy(options.health, ["health"])
-  if (Either.isLeft(policy)) { for (const issue of policy.left.issues) issues.push(issue) }
+    }
+  } else if (options.strategy !== undefined) {
+    const s = options.strategy as unknown
+    if (typeof s === "object" && s !== null && typeof (s as Strategy.Strategy).select === "function") {
+      strategy = options.strategy
+    } else issues.push({ path: at("strategy"), message: "must be a Strategy or the name of a built-in strategy" })
+  }
+  const policy = Health.decodePolicy(options.health, [])
+  if (Either.isLeft(policy)) {
+    for (const issue of policy.left.issues) {
+      issues.push({ path: at(prefixed("health", issue.path)), message: issue.message })
+    }
+  }
   return issues.length > 0 || Either.isLeft(policy)
     ? Either.left(new InvalidConfig({ issues }))
     : Either.right({ endpoints, strategy, policy: policy.right })
@@ -92,21 +113,33 @@ const endingOf = (outcome: Outcome.Outcome, latencyMs: number): Table.Ending => 
   }
 }
 
+const cancelled: Table.Ending = { _tag: "Cancelled" }
+
 const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number): Table.Ending => {
   if (Exit.isSuccess(exit)) return { _tag: "Success", latencyMs }
-  if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Cancelled" }
+  if (Cause.isInterruptedOnly(exit.cause)) return cancelled
   return { _tag: "Failure", latencyMs, countsAgainstHealth: true }
 }
 
-const requestOf = (hints: Hints | undefined): Table.Request => ({ exclude: hints?.exclude, tags: hints?.tags })
+const noHints: Table.Request = { exclude: undefined, tags: undefined }
 
 export const make = (options: Options): Effect.Effect<BalancerService, InvalidConfig, Scope.Scope> =>
   Effect.flatMap(Effect.suspend(() => resolveOptions(options)), fromResolved)
 
+/**
+ * The balancer. Its state is one immutable `Table` in a `Ref`; every operation is one
+ * `Ref.modify` whose function is a pure transition plus the bookkeeping of this closure
+ * (the freed-capacity counter and the waiters), all synchronous, so each operation is
+ * atomic. The `Clock` and `Random` of the balancer's own context are captured once: a
+ * call costs no service lookups, and a balancer built under `TestClock` or a seeded
+ * `Random` runs on them.
+ */
 export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { policy, strategy } = resolved
-    const start = yield* Clock.currentTimeMillis
+    const clock = yield* Effect.clock
+    const draw = strategy.usesRandom ? random.fromSeed(yield* Random.nextInt) : random.none
+    const start = clock.unsafeCurrentTimeMillis()
     const ref = yield* Ref.make(
       resolved.endpoints.reduce(
         (table, endpoint) => Table.add(table, endpoint, Health.resolve(policy, endpoint), start),
@@ -114,101 +147,83 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       )
     )
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Event>(1024), PubSub.shutdown)
+    const owner = {}
 
-    // Waiters for capacity. `version` mirrors the table's, so that registering a waiter
-    // and checking that nothing changed since it looked happen in one synchronous step.
-    let version = 0
-    const waiters = new Set<() => void>()
-    const wake = () => {
-      if (waiters.size === 0) return
-      const all = Array.from(waiters)
-      waiters.clear()
-      for (const resume of all) resume()
-    }
-    const waitForChange = (seen: number) =>
-      Effect.async<void>((resume) => {
-        if (version !== seen) return resume(Effect.void)
-        const waiter = () => resume(Effect.void)
-        waiters.add(waiter)
-        return Effect.sync(() => waiters.delete(waiter))
-      })
+    // Counts the changes that freed capacity. A waiter notes it when its attempt fails and
+    // registers only if it has not moved since (one synchronous step), so no wake-up is
+    // lost; acquisitions do not count, so waiters do not spin on busy traffic. Waking
+    // inside a `Ref.modify` is safe: a woken fiber only runs after this one yields.
+    let freed = 0
+    const waiters = new Waiters()
 
     const publish = (events: ReadonlyArray<Event>): Effect.Effect<void> =>
       events.length === 0 ? Effect.void : PubSub.publishAll(pubsub, events)
 
-    /** Applies a change to the table; wakes waiters when it may have freed capacity. */
-    const modify = <A>(f: (table: Table.Table) => readonly [A, Table.Table], frees: boolean) =>
-      Effect.map(
-        Ref.modify(ref, (table) => {
-          const result = f(table)
-          version = result[1].version
-          return result
-        }),
-        (a) => {
-          if (frees) wake()
-          return a
-        }
-      )
+    const granted = (result: Table.AcquireResult & { _tag: "Acquired" }, now: number): Effect.Effect<Lease> => {
+      const lease = new LeaseImpl(owner, result.entry.endpoint, result.entry.id, now, result.probe)
+      return result.events.length === 0 ? Effect.succeed(lease) : Effect.as(publish(result.events), lease)
+    }
 
-    const tryAcquire = (request: Table.Request, now: number, draw: () => number) =>
-      Ref.modify(ref, (table) => {
-        const result = Table.acquire(table, strategy, request, now, draw)
-        version = result[1].version
-        return result
-      })
+    const refused = (result: Table.AcquireResult & { _tag: "Rejected" }) =>
+      Effect.fail(new NoEndpointAvailable({ passedOver: result.passedOver, retryAt: result.retryAt }))
 
-    const attempt = (request: Table.Request, now: number) =>
-      strategy.usesRandom
-        ? Effect.flatMap(Random.nextInt, (seed) => tryAcquire(request, now, random.fromSeed(seed)))
-        : tryAcquire(request, now, random.none)
-
-    const leaseOf = (result: Table.AcquireResult & { _tag: "Acquired" }, now: number): Lease =>
-      new LeaseImpl(result.entry.endpoint, result.entry.id, now, result.probe)
+    /** Chooses and reserves in one step, or fails at once. */
+    const acquireNow = (request: Table.Request): Effect.Effect<Lease, NoEndpointAvailable> =>
+      Effect.flatten(Ref.modify(ref, (table) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const [result, next] = Table.acquire(table, strategy, request, now, draw)
+        return [result._tag === "Acquired" ? granted(result, now) : refused(result), next]
+      }))
 
     /**
-     * Takes a slot, waiting (interruptibly, through `restore`) for one to free up when the
-     * hints ask for it. Each reservation itself runs uninterruptibly in the caller's region,
-     * so a slot is never reserved without the caller getting its lease.
+     * Tries, and while nothing can serve waits (interruptibly, through `restore`) until
+     * capacity is freed, the earliest open circuit admits a probe, or the wait is over.
+     * Each reservation runs in the caller's region, so a slot is never reserved without
+     * the caller getting its lease.
      */
+    const acquireWaiting = (
+      request: Table.Request,
+      wait: Duration.DurationInput,
+      restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
+    ): Effect.Effect<Lease, NoEndpointAvailable> =>
+      Effect.suspend(() => {
+        const deadline = clock.unsafeCurrentTimeMillis() + Duration.toMillis(Duration.decode(wait))
+        const key = `${request.tags?.join("\u0000") ?? ""}\u0001${request.exclude?.join("\u0000") ?? ""}`
+        const loop: Effect.Effect<Lease, NoEndpointAvailable> = Effect.flatten(Ref.modify(ref, (table) => {
+          const now = clock.unsafeCurrentTimeMillis()
+          const [result, next] = Table.acquire(table, strategy, request, now, draw)
+          if (result._tag === "Acquired") return [granted(result, now), next]
+          if (now >= deadline) return [refused(result), next]
+          const seen = freed
+          const wakeAt = result.retryAt !== undefined && result.retryAt < deadline ? result.retryAt : deadline
+          const waiting = waiters.wait(key, () => freed !== seen, Duration.millis(Math.max(0, wakeAt - now)))
+          return [Effect.zipRight(restore(waiting), Effect.suspend(() => loop)), next]
+        }))
+        return loop
+      })
+
     const acquireWith = (
       hints: Hints | undefined,
       restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
     ): Effect.Effect<Lease, NoEndpointAvailable> => {
-      const request = requestOf(hints)
-      const waitMs = hints?.wait === undefined ? 0 : Duration.toMillis(Duration.decode(hints.wait))
-      return Effect.clockWith((clock) => {
-        const now = clock.unsafeCurrentTimeMillis()
-        const deadline = now + waitMs
-        const loop = (now: number): Effect.Effect<Lease, NoEndpointAvailable> =>
-          Effect.flatMap(attempt(request, now), (result) => {
-            if (result._tag === "Acquired") {
-              return result.events.length === 0
-                ? Effect.succeed(leaseOf(result, now))
-                : Effect.as(publish(result.events), leaseOf(result, now))
-            }
-            if (now >= deadline) {
-              return Effect.fail(new NoEndpointAvailable({ passedOver: result.passedOver, retryAt: result.retryAt }))
-            }
-            const wakeAt = result.retryAt !== undefined && result.retryAt < deadline ? result.retryAt : deadline
-            return restore(Effect.timeoutOption(waitForChange(result.version), Duration.millis(wakeAt - now))).pipe(
-              Effect.zipRight(Effect.suspend(() => loop(clock.unsafeCurrentTimeMillis())))
-            )
-          })
-        return loop(now)
-      })
+      if (hints === undefined) return acquireNow(noHints)
+      const request: Table.Request = { exclude: hints.exclude, tags: hints.tags }
+      return hints.wait === undefined ? acquireNow(request) : acquireWaiting(request, hints.wait, restore)
     }
 
     const settle = (lease: Lease, ending: (latencyMs: number) => Table.Ending): Effect.Effect<void> =>
-      Effect.clockWith((clock) => {
-        const impl = lease as LeaseImpl
-        if (impl.settled) return Effect.void
-        impl.settled = true
+      Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
+        if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
+          return [Effect.dieMessage(`release was given a lease that this balancer did not hand out`), table]
+        }
+        if (lease.settled) return [Effect.void, table]
+        lease.settled = true
         const now = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          modify((table) => Table.release(table, impl.id, impl.probe, ending(now - impl.startedAt), now), true),
-          publish
-        )
-      })
+        const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt), now)
+        freed++
+        waiters.wakeOne()
+        return [publish(events), next]
+      }))
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
       settle(lease, (latencyMs) => endingOf(outcome, latencyMs))
@@ -225,90 +240,77 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           ))
       )
 
+    /** Applies a change to the named endpoint; `frees` says whether waiters may now get in. */
     const byName = <A>(
       name: string,
-      f: (table: Table.Table, index: number, now: number) => readonly [A, Table.Table],
+      f: (table: Table.Table, index: number, now: number) => readonly [Effect.Effect<A>, Table.Table],
       frees: boolean
     ): Effect.Effect<A, UnknownEndpoint> =>
-      Effect.clockWith((clock) => {
-        const now = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          modify((table): readonly [Either.Either<A, UnknownEndpoint>, Table.Table] => {
-            const index = Table.find(table, name)
-            if (index === -1) return [Either.left(new UnknownEndpoint({ name, known: Table.names(table) })), table]
-            const [a, next] = f(table, index, now)
-            return [Either.right(a), next]
-          }, frees),
-          (either) => either
-        )
-      })
+      Effect.flatten(
+        Ref.modify(ref, (table): readonly [Effect.Effect<A, UnknownEndpoint>, Table.Table] => {
+          const index = Table.find(table, name)
+          if (index === -1) return [Effect.fail(new UnknownEndpoint({ name, known: Table.names(table) })), table]
+          const result = f(table, index, clock.unsafeCurrentTimeMillis())
+          if (frees) {
+            freed++
+            waiters.wakeAll()
+          }
+          return result
+        })
+      )
 
     const addEndpoint = (input: Endpoint.Input | Endpoint.Endpoint) =>
-      Effect.flatMap(Endpoint.decode(input), (endpoint) =>
-        Effect.clockWith((clock) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          return Effect.flatMap(
-            modify((table): readonly [Either.Either<void, InvalidConfig>, Table.Table] => {
-              if (Table.find(table, endpoint.name) !== -1) {
-                return [
-                  Either.left(
-                    new InvalidConfig({
-                      issues: [{ path: "name", message: `duplicate endpoint name "${endpoint.name}"` }]
-                    })
-                  ),
-                  table
-                ]
-              }
-              return [Either.void, Table.add(table, endpoint, Health.resolve(policy, endpoint), now)]
-            }, true),
-            (either) =>
-              Either.isLeft(either)
-                ? either
-                : PubSub.publish(pubsub, Event.EndpointAdded({ name: endpoint.name, at: now })).pipe(Effect.asVoid)
-          )
-        }))
+      Effect.flatMap(
+        Endpoint.decode(input),
+        (endpoint) =>
+          Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void, InvalidConfig>, Table.Table] => {
+            if (Table.find(table, endpoint.name) !== -1) {
+              const issue = { path: "name", message: `duplicate endpoint name "${endpoint.name}"` }
+              return [Effect.fail(new InvalidConfig({ issues: [issue] })), table]
+            }
+            const now = clock.unsafeCurrentTimeMillis()
+            freed++
+            waiters.wakeAll()
+            return [
+              publish([Event.EndpointAdded({ name: endpoint.name, at: now })]),
+              Table.add(table, endpoint, Health.resolve(policy, endpoint), now)
+            ]
+          }))
+      )
 
     const removeEndpoint = (name: string) =>
-      byName(name, (table, index, now) => [now, Table.remove(table, index)], false).pipe(
-        Effect.flatMap((now) => PubSub.publish(pubsub, Event.EndpointRemoved({ name, at: now }))),
-        Effect.asVoid
-      )
+      byName(name, (table, index, now) => [
+        publish([Event.EndpointRemoved({ name, at: now })]),
+        Table.remove(table, index)
+      ], false)
 
     const forceHealthy = (name: string) =>
       byName(name, (table, index, now) => {
         const before = table.entries[index]
         const wasOut = before.held || before.circuit._tag !== "Closed"
-        return [wasOut ? now : undefined, Table.update(table, index, EndpointState.forceHealthy)]
-      }, true).pipe(
-        Effect.flatMap((at) =>
-          at === undefined
-            ? Effect.void
-            : PubSub.publish(pubsub, Event.EndpointRecovered({ name, at, reason: "forced" }))
-        ),
-        Effect.asVoid
-      )
+        return [
+          wasOut ? publish([Event.EndpointRecovered({ name, at: now, reason: "forced" })]) : Effect.void,
+          Table.update(table, index, EndpointState.forceHealthy)
+        ]
+      }, true)
 
     const forceUnhealthy = (name: string) =>
-      byName(name, (table, index, now) => {
-        const wasHeld = table.entries[index].held
-        return [wasHeld ? undefined : now, Table.update(table, index, EndpointState.forceUnhealthy)]
-      }, false).pipe(
-        Effect.flatMap((at) =>
-          at === undefined
-            ? Effect.void
-            : PubSub.publish(pubsub, Event.EndpointUnhealthy({ name, at, reason: "forced", until: undefined }))
-        ),
-        Effect.asVoid
-      )
+      byName(name, (table, index, now) => [
+        table.entries[index].held
+          ? Effect.void
+          : publish([Event.EndpointUnhealthy({ name, at: now, reason: "forced", until: undefined })]),
+        Table.update(table, index, EndpointState.forceUnhealthy)
+      ], false)
 
     const withLive = <A>(f: (entries: ReadonlyArray<EndpointState.EndpointState>, now: number) => A) =>
-      Effect.clockWith((clock) =>
-        Effect.map(Ref.get(ref), (table) => f(Table.live(table), clock.unsafeCurrentTimeMillis()))
-      )
+      Effect.map(Ref.get(ref), (table) => f(Table.live(table), clock.unsafeCurrentTimeMillis()))
 
     const service: BalancerService = {
       strategy: strategy.name,
-      acquire: (hints) => Effect.uninterruptibleMask((restore) => acquireWith(hints, restore)),
+      acquire: (hints) =>
+        hints?.wait === undefined
+          ? acquireWith(hints, Effect.interruptible)
+          : Effect.uninterruptibleMask((restore) => acquireWith(hints, restore)),
       release,
       use,
       addEndpoint,
@@ -320,7 +322,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         entries.filter((e) => EndpointState.status(e, now) !== "unhealthy").map((e) => e.endpoint)
       ),
       stats: withLive((entries, now) => entries.map((e) => statsOf(e, now))),
-      events: Stream.fromPubSub(pubsub)
+      events: Stream.fromPubSub(pubsub),
+      subscribe: PubSub.subscribe(pubsub)
     }
     return service
   })

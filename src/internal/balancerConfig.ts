@@ -28,7 +28,8 @@ const endpoint = Config.map(
     apiKey: opt(Config.redacted("apiKey")),
     weight: opt(Config.number("weight")),
     priority: opt(Config.number("priority")),
-    tags: opt(Config.array(Config.string(), "tags")),
+    // ConfigProvider.fromJson keeps an empty array as the marker "<nil>"
+    tags: opt(Config.map(Config.array(Config.string(), "tags"), (tags) => tags.filter((t) => t !== "<nil>"))),
     maxConcurrency: opt(Config.number("maxConcurrency")),
     limits: section("limits", {
       rpm: opt(Config.number("rpm")),
@@ -48,7 +49,12 @@ const endpoint = Config.map(
 
 export const options: Config.Config<Options> = Config.map(
   Config.all({
-    endpoints: Config.array(endpoint, "endpoints"),
+    // A missing or empty list reads as one endpoint with no fields: drop such records, and
+    // let the check below say that no endpoint is configured.
+    endpoints: Config.map(
+      Config.array(endpoint, "endpoints"),
+      (list) => list.filter((e) => Object.keys(e).length > 0)
+    ),
     strategy: opt(Config.string("strategy")),
     health: section("health", {
       maxFailures: opt(Config.number("maxFailures")),
@@ -78,6 +84,23 @@ const issuesOf = (error: ConfigError.ConfigError): Array<ConfigIssue> =>
     unsupportedCase: (_, path, message) => [{ path: pathOf(path), message }]
   })
 
-/** Reads a configuration, turning `ConfigError`s into an `InvalidConfig` naming each field. */
-export const load = (config: Config.Config<Options>): Effect.Effect<Options, InvalidConfig> =>
-  Effect.mapError(config, (error) => new InvalidConfig({ issues: issuesOf(error) }))
+/**
+ * Reads a configuration, turning `ConfigError`s into an `InvalidConfig` naming each field,
+ * and requires at least one endpoint (an empty list in a file is almost always a mistake;
+ * add endpoints at run time with `Balancer.layer` instead).
+ */
+export const load = (config: Config.Config<Options>, prefix: string): Effect.Effect<Options, InvalidConfig> =>
+  Effect.flatMap(
+    Effect.mapError(config, (error) => new InvalidConfig({ issues: issuesOf(error) })),
+    (options) =>
+      Array.from(options.endpoints).length === 0
+        ? Effect.fail(
+          new InvalidConfig({
+            issues: [{
+              path: prefix === "" ? "endpoints" : `${prefix}.endpoints`,
+              message: "is missing or empty: configure at least one endpoint"
+            }]
+          })
+        )
+        : Effect.succeed(options)
+  )

@@ -27,10 +27,17 @@ export const Ratio = Schema.Number.pipe(
   Schema.filter((n) => (Number.isFinite(n) && n >= 0 && n <= 1) || `must be a number from 0 to 1, got ${n}`)
 )
 
+/** Shows a bad value in a message without ever throwing (`String` throws on some objects). */
+export const show = (input: unknown): string => {
+  if (typeof input === "string") return `"${input}"`
+  if (typeof input === "number" || typeof input === "boolean" || input === null || input === undefined) {
+    return String(input)
+  }
+  return Array.isArray(input) ? "an array" : `a value of type ${typeof input}`
+}
+
 const durationMessage = (input: unknown) =>
-  `must be a duration such as "30 seconds", "500 millis" or a number of milliseconds, got ${
-    typeof input === "string" ? `"${input}"` : String(input)
-  }`
+  `must be a duration such as "30 seconds", "500 millis" or a number of milliseconds, got ${show(input)}`
 
 /** A `Duration`, a number of milliseconds, or a string such as `"30 seconds"` (or `"1500"`, in ms). */
 export const DurationInput = Schema.transformOrFail(Schema.Unknown, Schema.DurationFromSelf, {
@@ -51,13 +58,15 @@ export const DurationInput = Schema.transformOrFail(Schema.Unknown, Schema.Durat
         if (asNumber < 0) return fail(`must not be negative, got "${input}"`)
         duration = Duration.millis(asNumber)
       } else {
+        // Duration.decode clamps "-5 seconds" to zero; a negative duration is a mistake
+        if (text.startsWith("-")) return fail(`must not be negative, got "${input}"`)
         const decoded = Duration.decodeUnknown(text)
         if (Option.isNone(decoded)) return fail(durationMessage(input))
         duration = decoded.value
       }
     } else return fail(durationMessage(input))
     return Duration.lessThan(duration, Duration.zero)
-      ? fail(`must not be negative, got ${typeof input === "string" ? `"${input}"` : String(input)}`)
+      ? fail(`must not be negative, got ${show(input)}`)
       : ParseResult.succeed(duration)
   },
   encode: (d) => ParseResult.succeed(d)

@@ -16,15 +16,12 @@ export interface Table {
   readonly entries: ReadonlyArray<EndpointState.EndpointState>
   readonly strategyState: unknown
   readonly nextId: number
-  /** Bumped on every change, so a waiter can tell whether anything happened since it looked. */
-  readonly version: number
 }
 
 export const make = (strategy: Strategy): Table => ({
   entries: [],
   strategyState: strategy.initial,
-  nextId: 0,
-  version: 0
+  nextId: 0
 })
 
 export interface Request {
@@ -36,14 +33,13 @@ export type AcquireResult =
   | {
     readonly _tag: "Acquired"
     readonly entry: EndpointState.EndpointState
-    readonly probe: boolean
+    readonly probe: EndpointState.Probe
     readonly events: ReadonlyArray<Event>
   }
   | {
     readonly _tag: "Rejected"
     readonly passedOver: ReadonlyArray<PassedOver>
     readonly retryAt: number | undefined
-    readonly version: number
   }
 
 const noEvents: ReadonlyArray<Event> = []
@@ -120,16 +116,17 @@ export const acquire = (
   }
 
   const before = entries[chosen]
-  const probe = probeAt === chosen
-  const after = EndpointState.onAcquire(before, probe)
+  const isProbe = probeAt === chosen
+  const after = EndpointState.onAcquire(before, isProbe)
+  const probe = isProbe ? EndpointState.probeOf(after) : undefined
   const nextEntries = entries.slice()
   nextEntries[chosen] = after
-  const events = probe && before.circuit._tag === "Open"
+  const events = isProbe && before.circuit._tag === "Open"
     ? [Event.EndpointProbing({ name: before.endpoint.name, at: now })]
     : noEvents
   return [
     { _tag: "Acquired", entry: after, probe, events },
-    { entries: nextEntries, strategyState, nextId: table.nextId, version: table.version + 1 }
+    { entries: nextEntries, strategyState, nextId: table.nextId }
   ]
 }
 
@@ -152,7 +149,7 @@ const reject = (table: Table, request: Request, now: number): AcquireResult => {
         : { endpoint: name, reason: admission as PassedOver["reason"] }
     )
   }
-  return { _tag: "Rejected", passedOver, retryAt, version: table.version }
+  return { _tag: "Rejected", passedOver, retryAt }
 }
 
 export type Ending =
@@ -176,7 +173,7 @@ const replace = (table: Table, index: number, entry: EndpointState.EndpointState
   const entries = table.entries.slice()
   if (entry === undefined) entries.splice(index, 1)
   else entries[index] = entry
-  return { ...table, entries, version: table.version + 1 }
+  return { entries, strategyState: table.strategyState, nextId: table.nextId }
 }
 
 /**
@@ -186,7 +183,7 @@ const replace = (table: Table, index: number, entry: EndpointState.EndpointState
 export const release = (
   table: Table,
   id: number,
-  probe: boolean,
+  probe: EndpointState.Probe,
   ending: Ending,
   now: number
 ): readonly [ReadonlyArray<Event>, Table] => {
@@ -224,10 +221,9 @@ const transitions = (
 }
 
 export const add = (table: Table, endpoint: Endpoint, policy: Health.Resolved, now: number): Table => ({
-  ...table,
+  strategyState: table.strategyState,
   entries: [...table.entries, EndpointState.make(table.nextId, endpoint, policy, now)],
-  nextId: table.nextId + 1,
-  version: table.version + 1
+  nextId: table.nextId + 1
 })
 
 /** The index of the live (not removed) entry with this name, or -1. */
@@ -244,7 +240,7 @@ export const names = (table: Table): ReadonlyArray<string> =>
 
 export const remove = (table: Table, index: number): Table => {
   const entry = table.entries[index]
-  return replace(table, index, entry.active === 0 ? undefined : { ...entry, removed: true })
+  return replace(table, index, entry.active === 0 ? undefined : EndpointState.markRemoved(entry))
 }
 
 export const update = (

@@ -1,0 +1,141 @@
+/**
+ * The benchmark suite: `npm run bench`.
+ *
+ * 1. Overhead: acquire + release (and `use`) on 4 endpoints against a hand-written
+ *    `Ref.modify` pick-and-reserve and an empty effect, in one fiber.
+ * 2. Selection cost: every built-in strategy over 10, 100 and 1,000 endpoints.
+ *
+ * Prints tables and writes `bench/results/balancer-overhead.json` and
+ * `bench/results/selection-cost.json`.
+ */
+import { Effect } from "effect"
+import { Strategy } from "effect-llm-balancer"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { machine, median, ns, table } from "./harness.js"
+import { runOverhead } from "./overhead.js"
+import { classify, runSelection } from "./selection.js"
+
+const resultsDir = new URL("./results/", import.meta.url)
+
+const write = (file: string, value: unknown) => {
+  mkdirSync(resultsDir, { recursive: true })
+  const url = new URL(file, resultsDir)
+  writeFileSync(url, JSON.stringify(value, null, 2) + "\n")
+  return url.pathname
+}
+
+const x = (ratio: number) => `${ratio.toFixed(2)}x`
+const count = (n: number) => n.toLocaleString("en-US")
+
+const program = Effect.gen(function*() {
+  const startedAt = process.hrtime.bigint()
+  const date = new Date().toISOString()
+  const facts = machine()
+  console.log(`effect-llm-balancer benchmarks, ${date}`)
+  console.log(
+    `${facts.cpu}, ${facts.cores} cores, ${facts.totalMemoryGiB} GiB, ${facts.os}, node ${facts.node}, ` +
+      `effect ${facts.effect}, load average ${facts.loadAverage.join(" ")}\n`
+  )
+
+  // 1. overhead (first, while the JIT has seen only the default strategy)
+  const overhead = yield* runOverhead({ ops: 300_000, maxMsPerRepetition: 800, minOps: 30_000, repetitions: 7 })
+  const o = overhead.samples
+  const upTo = count(overhead.maxOpsPerRepetition)
+  console.log(
+    `Overhead: ${overhead.endpoints} endpoints, ${overhead.strategy}, median of ${overhead.repetitions} repetitions ` +
+      `in one fiber (up to ${upTo} ops each, fewer for a case that would take over 0.8 s)`
+  )
+  console.log(table(
+    ["case", "ops/rep", "median", "min", "max", "vs Ref.modify"],
+    [o.effectVoid, o.refModify, o.refModifyTwice, o.acquireRelease, o.use].map((s) => [
+      s.name,
+      count(s.ops),
+      ns(s.medianNs),
+      ns(s.minNs),
+      ns(s.maxNs),
+      x(s.medianNs / o.refModify.medianNs)
+    ])
+  ))
+  const r = overhead.ratios
+  const verdict = (ok: boolean) => (ok ? "meets" : "MISSES")
+  console.log(
+    `\nacquire + release / Ref.modify = ${x(r.acquireReleaseVsRefModify)} ` +
+      `(${verdict(overhead.meetsTarget.acquireRelease)} the <= ${overhead.target}x target; ` +
+      `net of the empty loop ${x(r.acquireReleaseVsRefModifyNetOfLoop)}; ` +
+      `vs two hand-written Ref.modify ${x(r.acquireReleaseVsRefModifyTwice)})`
+  )
+  console.log(
+    `use(() => Effect.void) / Ref.modify = ${x(r.useVsRefModify)} ` +
+      `(${verdict(overhead.meetsTarget.use)} the <= ${overhead.target}x target; ` +
+      `net of the empty loop ${x(r.useVsRefModifyNetOfLoop)})\n`
+  )
+
+  // 2. selection cost
+  const selection = yield* runSelection({
+    strategies: Object.keys(Strategy.builtIn) as Array<Strategy.BuiltInName>,
+    sizes: [10, 100, 1000],
+    repetitions: 7,
+    targetMsPerRepetition: 60,
+    minOps: 500,
+    maxOps: 300_000
+  })
+  console.log(
+    `Selection cost: median time per acquire + release, ${selection.repetitions} repetitions of ` +
+      `~${selection.targetMsPerRepetition} ms each; all endpoints healthy and idle`
+  )
+  console.log(table(
+    [
+      "strategy",
+      ...selection.sizes.map((n) => `${n} endpoints`),
+      ...selection.growth[0].ratios.map((q) => `${q.to}/${q.from}`),
+      "per extra endpoint",
+      "growth"
+    ],
+    selection.growth.map((g) => [
+      g.strategy,
+      ...g.medianNs.map(ns),
+      ...g.ratios.map((q) => x(q.ratio)),
+      ns(g.nsPerExtraEndpoint),
+      g.growth
+    ])
+  ))
+
+  const step = (i: number) => {
+    const values = selection.growth.map((g) => g.ratios[i].ratio)
+    const { from, to } = selection.growth[0].ratios[i]
+    const typical = median(values)
+    return {
+      range: `x${Math.min(...values).toFixed(1)} to x${Math.max(...values).toFixed(1)}`,
+      reading: classify(typical, to / from)
+    }
+  }
+  const small = step(0)
+  const large = step(1)
+  console.log(
+    `\nGrowth: 10 -> 100 endpoints costs ${small.range} (${small.reading}: the fixed per-call cost weighs most); ` +
+      `100 -> 1000 endpoints costs ${large.range} (${large.reading} in the endpoint count: ` +
+      `each acquire and release scans and copies the whole table).`
+  )
+
+  const finishedIn = Number(process.hrtime.bigint() - startedAt) / 1e9
+  const files = [
+    write("balancer-overhead.json", {
+      date,
+      machine: facts,
+      timing: "process.hrtime.bigint() around a loop of Effect.whileLoop in one fiber; ns per op",
+      overhead
+    }),
+    write("selection-cost.json", {
+      date,
+      machine: facts,
+      timing: "process.hrtime.bigint() around a loop of Effect.whileLoop in one fiber; ns per acquire + release",
+      selection
+    })
+  ]
+  console.log(`\nFinished in ${finishedIn.toFixed(1)} s; wrote\n  ${files.join("\n  ")}`)
+})
+
+Effect.runPromise(program).catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})

@@ -1,0 +1,186 @@
+/**
+ * Health tracking: failures open the circuit, a probe closes it again, DEGRADED
+ * endpoints are used last, interrupted calls count neither way, and an operator can
+ * force an endpoint out and back in. Most sections run on `TestClock`, so a 30-second
+ * recovery takes no time; the last one reads its configuration with `BalancerLive` and
+ * recovers on the real clock after 200 ms.
+ *
+ *   npx tsx --tsconfig tsconfig.examples.json examples/health.ts
+ *
+ * docs/health.md quotes trimmed copies of the sections below.
+ */
+import { ConfigProvider, Console, Data, Effect, Fiber, Ref, Stream, TestClock, TestContext } from "effect"
+import { Balancer, Event, Outcome } from "effect-llm-balancer"
+
+class Unavailable extends Data.TaggedError("Unavailable")<{ readonly endpoint: string }> {}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)}s`
+
+const describe = Event.Event.$match({
+  EndpointAdded: (e) => `${e.name} added`,
+  EndpointRemoved: (e) => `${e.name} removed`,
+  EndpointUnhealthy: (e) =>
+    `${e.name} UNHEALTHY (${e.reason})${e.until === undefined ? "" : `, probe at t=${seconds(e.until)}`}`,
+  EndpointProbing: (e) => `${e.name} PROBING`,
+  EndpointRecovered: (e) => `${e.name} RECOVERED (${e.reason})`
+})
+
+/** Prints every event as it happens, in a fiber that lives as long as the scope. */
+const printEvents = Effect.gen(function*() {
+  const balancer = yield* Balancer.Balancer
+  yield* Effect.forkScoped(
+    Stream.runForEach(balancer.events, (event) => Console.log(`       event: ${describe(event)}`))
+  )
+  // the subscription starts when the stream runs: let the forked fiber start
+  yield* TestClock.adjust(0)
+})
+
+/** Each endpoint's status and circuit (after letting the event printer catch up). */
+const status = Effect.gen(function*() {
+  yield* TestClock.adjust(0)
+  const stats = yield* Balancer.stats
+  return stats.map((s) => `${s.name} ${s.status}/${s.circuit}`).join(", ")
+})
+
+// --- the circuit: Closed -> Open -> HalfOpen -> Closed, on TestClock ------------------
+
+const CircuitLayer = Balancer.layer({
+  endpoints: [
+    { name: "primary", provider: "openai", model: "gpt-4o-mini" },
+    { name: "backup", provider: "anthropic", model: "claude-3-5-haiku-latest", priority: 1 }
+  ],
+  health: { maxFailures: 3, recoveryTimeout: "30 seconds" }
+})
+
+const circuit = Effect.gen(function*() {
+  yield* printEvents
+  const primaryDown = yield* Ref.make(true)
+  // a scripted provider: "primary" fails while it is down
+  const call = Balancer.use((endpoint) =>
+    Effect.flatMap(Ref.get(primaryDown), (down) =>
+      down && endpoint.name === "primary"
+        ? Effect.fail(new Unavailable({ endpoint: endpoint.name }))
+        : Effect.succeed(endpoint.name))
+  ).pipe(Effect.catchTag("Unavailable", (e) => Effect.succeed(`${e.endpoint} failed`)))
+  const calls = (n: number) => Effect.map(Effect.replicateEffect(call, n), (names) => names.join(", "))
+
+  yield* Console.log(`t=0s   ${yield* calls(3)}`) // three failures in a row open the circuit
+  yield* Console.log(`       ${yield* status}`)
+  yield* Console.log(`       ${yield* calls(2)}`) // the backup tier serves meanwhile
+
+  yield* TestClock.adjust("30 seconds") // the circuit admits one probe
+  yield* Console.log(`t=30s  ${yield* calls(2)}`) // the probe fails: open again
+  yield* Console.log(`       ${yield* status}`)
+
+  yield* Ref.set(primaryDown, false)
+  yield* TestClock.adjust("30 seconds")
+  yield* Console.log(`t=60s  ${yield* calls(3)}`) // the probe succeeds: closed
+  yield* Console.log(`       ${yield* status}`)
+}).pipe(Effect.scoped, Effect.provide(CircuitLayer))
+
+// --- DEGRADED and the decaying recent window ------------------------------------------
+
+const DegradedLayer = Balancer.layer({
+  endpoints: [
+    { name: "a", provider: "openai", model: "gpt-4o-mini" },
+    { name: "b", provider: "openai", model: "gpt-4o-mini" }
+  ],
+  // the defaults, spelled out, plus a latency threshold
+  health: { window: "30 seconds", degradedErrorRate: 0.2, degradedMinRequests: 5, degradedLatency: "5 seconds" }
+})
+
+/** Reports an outcome for a call on `name` (acquire/release let us script it exactly). */
+const report = (name: string, outcome: Outcome.Outcome) =>
+  Effect.flatMap(
+    Balancer.acquire({ exclude: name === "a" ? ["b"] : ["a"] }),
+    (lease) => Balancer.release(lease, outcome)
+  )
+
+const picks = (n: number) =>
+  Effect.map(Effect.replicateEffect(Balancer.use((e) => Effect.succeed(e.name)), n), (names) => names.join(" "))
+
+const degraded = Effect.gen(function*() {
+  // 1 failure in 5 recent calls: an error rate of 0.2, over the minimum volume of 5
+  yield* Effect.repeatN(report("a", Outcome.success({ latency: "800 millis" })), 3)
+  yield* report("a", Outcome.failure(new Unavailable({ endpoint: "a" })))
+  yield* Console.log(`${yield* status}; picks: ${yield* picks(4)}`) // healthy before degraded
+
+  // 30 s later the same calls weigh e^-1 ≈ 0.37 as much: 1.8 recent calls, under 5
+  yield* TestClock.adjust("30 seconds")
+  yield* Console.log(`30 s later: ${yield* status}; picks: ${yield* picks(4)}`)
+
+  // slow answers degrade too, once degradedLatency is set
+  yield* Effect.repeatN(report("b", Outcome.success({ latency: "12 seconds" })), 2)
+  yield* Console.log(`b slow: ${yield* status}; picks: ${yield* picks(4)}`)
+}).pipe(Effect.provide(DegradedLayer))
+
+// --- interrupted calls count neither way ----------------------------------------------
+
+const interrupted = Effect.gen(function*() {
+  const hang = Effect.never // an endpoint that never answers
+  // on "a", a timeout around `use` interrupts the call: the slot is freed, nothing recorded
+  const outside = yield* Effect.fork(Effect.timeout(Balancer.use(() => hang, { exclude: ["b"] }), "10 seconds"))
+  // on "b", a timeout inside `use` makes the call fail: it counts against the endpoint
+  const inside = yield* Effect.fork(Balancer.use(() => Effect.timeout(hang, "10 seconds"), { exclude: ["a"] }))
+  yield* TestClock.adjust("10 seconds")
+  yield* Fiber.await(outside)
+  yield* Fiber.await(inside)
+  const stats = yield* Balancer.stats
+  for (const s of stats) {
+    yield* Console.log(`${s.name}: ${s.active} active, ${s.successes} ok, ${s.failures} failed`)
+  }
+}).pipe(Effect.provide(DegradedLayer))
+
+// --- forceUnhealthy / forceHealthy ----------------------------------------------------
+
+const forced = Effect.gen(function*() {
+  yield* printEvents
+  // take "primary" out of rotation, for maintenance say, until forceHealthy
+  yield* Balancer.forceUnhealthy("primary")
+  yield* Console.log(`held: ${yield* status}; picks: ${yield* picks(2)}`)
+  const error = yield* Effect.flip(Balancer.acquire({ exclude: ["backup"] }))
+  yield* Console.log(`without backup: ${error.passedOver.map((p) => `${p.endpoint} ${p.reason}`).join(", ")}`)
+  // forceHealthy also closes an open circuit and forgets consecutive failures
+  yield* Balancer.forceHealthy("primary")
+  yield* Console.log(`released: ${yield* status}; picks: ${yield* picks(2)}`)
+}).pipe(Effect.scoped, Effect.provide(CircuitLayer))
+
+// --- BalancerLive from a ConfigProvider, and a real 200 ms recovery -------------------
+
+const config = ConfigProvider.fromJson({
+  balancer: {
+    endpoints: [
+      { name: "solo", provider: "openai", model: "gpt-4o-mini", maxFailures: 2 } // overrides health.maxFailures
+    ],
+    strategy: "least-connections",
+    health: { maxFailures: 3, recoveryTimeout: "200 millis", window: "10 seconds" }
+  }
+})
+
+const liveStatus = Effect.map(
+  Balancer.stats,
+  (stats) => stats.map((s) => `${s.name} ${s.status}/${s.circuit}`).join(", ")
+)
+
+const liveRecovery = Effect.gen(function*() {
+  const fail = Effect.ignore(Balancer.use(() => Effect.fail(new Unavailable({ endpoint: "solo" }))))
+  yield* Effect.repeatN(fail, 1) // 2 failures: open for 200 ms
+  yield* Console.log(`after 2 failures: ${yield* liveStatus}`)
+  // wait for the circuit to admit a probe instead of failing at once (no polling)
+  const start = Date.now()
+  const name = yield* Balancer.use((endpoint) => Effect.succeed(endpoint.name), { wait: "1 second" })
+  yield* Console.log(`probe on ${name} after ~${Math.round((Date.now() - start) / 50) * 50} ms: ${yield* liveStatus}`)
+}).pipe(Effect.provide(Balancer.BalancerLive), Effect.withConfigProvider(config))
+
+// TestClock sections each get their own TestContext, and run apart from the real-clock one
+const onTestClock = <A, E>(title: string, section: Effect.Effect<A, E>) =>
+  Effect.zipRight(Console.log(`\n== ${title} (TestClock)`), Effect.provide(section, TestContext.TestContext))
+
+await Effect.runPromise(Effect.all([
+  onTestClock("the circuit", circuit),
+  onTestClock("DEGRADED and the recent window", degraded),
+  onTestClock("interrupted calls", interrupted),
+  onTestClock("forceUnhealthy / forceHealthy", forced)
+], { discard: true }))
+
+await Effect.runPromise(Effect.zipRight(Console.log("\n== BalancerLive, real clock"), liveRecovery))

@@ -1,0 +1,164 @@
+/**
+ * The built-in strategies and a custom one, each shown by the endpoints it picks.
+ *
+ *   npx tsx --tsconfig tsconfig.examples.json examples/strategies.ts
+ *
+ * docs/strategies.md quotes trimmed copies of the sections below.
+ */
+import { Config, ConfigProvider, Console, Effect, Random } from "effect"
+import type { Endpoint } from "effect-llm-balancer"
+import { Balancer, Outcome, Strategy } from "effect-llm-balancer"
+
+// Three endpoints with weights 5, 1 and 1 (and prices, for the custom strategy).
+const endpoints: ReadonlyArray<Endpoint.Input> = [
+  {
+    name: "a",
+    provider: "openai",
+    model: "gpt-4o-mini",
+    weight: 5,
+    cost: { inputPerMillion: 0.15, outputPerMillion: 0.6 }
+  },
+  {
+    name: "b",
+    provider: "anthropic",
+    model: "claude-3-5-haiku-latest",
+    cost: { inputPerMillion: 0.8, outputPerMillion: 4 }
+  },
+  {
+    name: "c",
+    provider: "mistral",
+    model: "mistral-small-latest",
+    cost: { inputPerMillion: 0.1, outputPerMillion: 0.3 }
+  }
+]
+
+/** `n` calls one after the other: the name of the endpoint each one got. */
+const sequential = (n: number) =>
+  Effect.forEach(
+    Array.from({ length: n }),
+    () => Balancer.use((endpoint) => Effect.succeed(endpoint.name))
+  )
+
+/** `n` calls in flight at once (acquired and held): the endpoint each one got. */
+const concurrent = (n: number) =>
+  Effect.gen(function*() {
+    const leases = yield* Effect.forEach(Array.from({ length: n }), () => Balancer.acquire())
+    yield* Effect.forEach(leases, (lease) => Balancer.release(lease, Outcome.success()))
+    return leases.map((lease) => lease.endpoint.name)
+  })
+
+const counts = (names: ReadonlyArray<string>) => {
+  const count = new Map<string, number>()
+  for (const name of names) count.set(name, (count.get(name) ?? 0) + 1)
+  return ["a", "b", "c"].map((name) => `${name} ${String(count.get(name) ?? 0).padStart(4)}`).join("  ")
+}
+
+const show = (strategy: Strategy.Strategy, picks: Effect.Effect<ReadonlyArray<string>, unknown, Balancer.Balancer>) =>
+  Effect.gen(function*() {
+    const names = yield* picks
+    yield* Console.log(
+      `${strategy.name.padEnd(28)} first 14: ${names.slice(0, 14).join(" ")}   of ${names.length}: ${counts(names)}`
+    )
+  }).pipe(Effect.provide(Balancer.layer({ endpoints, strategy })))
+
+// --- a custom strategy ----------------------------------------------------------------
+
+// The cheapest by input price; ties go to the one with the fewest calls in flight.
+// `select` gets the eligible candidates (at least one) and the strategy's state, and
+// returns the index it chose with the next state. It must be pure.
+const cheapest = Strategy.make({
+  name: "cheapest",
+  initial: undefined,
+  select: (candidates, state) => {
+    let best = 0
+    for (let i = 1; i < candidates.length; i++) {
+      const price = candidates[i].endpoint.cost?.inputPerMillion ?? Infinity
+      const bestPrice = candidates[best].endpoint.cost?.inputPerMillion ?? Infinity
+      if (price < bestPrice || (price === bestPrice && candidates[i].active < candidates[best].active)) best = i
+    }
+    return [best, state]
+  }
+})
+
+// Power of two choices: draw two candidates at random, take the less loaded one.
+// A strategy that draws random numbers says so with `usesRandom: true`; `random` then
+// draws from Effect's `Random`, so a seeded run repeats exactly.
+const powerOfTwoChoices = Strategy.make({
+  name: "power-of-two-choices",
+  initial: undefined,
+  usesRandom: true,
+  select: (candidates, state, { random }) => {
+    const i = Math.floor(random() * candidates.length)
+    const j = Math.floor(random() * candidates.length)
+    const load = (k: number) => candidates[k].active / candidates[k].endpoint.weight
+    return [load(j) < load(i) ? j : i, state]
+  }
+})
+
+// A custom strategy has no name in configuration files; put it into the configuration
+// that `BalancerLive` reads:
+const CheapestFromConfig = Balancer.layerConfig(
+  Config.map(Config.nested(Balancer.config, "balancer"), (options) => ({ ...options, strategy: cheapest }))
+)
+
+const fromConfig = Effect.gen(function*() {
+  const balancer = yield* Balancer.Balancer
+  yield* Console.log(`from config: ${balancer.strategy}, picks ${(yield* sequential(4)).join(" ")}`)
+}).pipe(
+  Effect.provide(CheapestFromConfig),
+  Effect.withConfigProvider(ConfigProvider.fromJson({ balancer: { endpoints } }))
+)
+
+// --- eligibility comes before the strategy --------------------------------------------
+
+const eligibility = Effect.gen(function*() {
+  const balancer = yield* Balancer.Balancer
+  // Round robin skips an endpoint that cannot serve without shifting the cycle.
+  const before = yield* sequential(6)
+  yield* balancer.forceUnhealthy("b")
+  const during = yield* sequential(4)
+  yield* balancer.forceHealthy("b")
+  const after = yield* sequential(6)
+  yield* Console.log(`round robin: ${before.join(" ")} | b held out: ${during.join(" ")} | back: ${after.join(" ")}`)
+}).pipe(Effect.provide(Balancer.layer({ endpoints, strategy: Strategy.roundRobin })))
+
+const tiers = Effect.gen(function*() {
+  // "backup" (priority 1) only serves when no endpoint of tier 0 can: here when both
+  // primaries are full.
+  const picks = yield* concurrent(5)
+  yield* Console.log(`tiers, 5 calls in flight: ${picks.join(" ")}`)
+}).pipe(Effect.provide(Balancer.layer({
+  endpoints: [
+    { name: "primary-1", provider: "openai", model: "gpt-4o-mini", maxConcurrency: 2 },
+    { name: "primary-2", provider: "openai", model: "gpt-4o-mini", maxConcurrency: 2 },
+    { name: "backup", provider: "anthropic", model: "claude-3-5-haiku-latest", priority: 1 }
+  ]
+})))
+
+const main = Effect.gen(function*() {
+  yield* Console.log("== 1,000 calls one after the other (weights a 5, b 1, c 1)")
+  yield* show(Strategy.roundRobin, sequential(1000))
+  yield* show(Strategy.smoothWeightedRoundRobin, sequential(1000))
+  // seeded: the same seed gives the same picks, run after run
+  yield* show(Strategy.weightedRandom, sequential(1000).pipe(Effect.withRandom(Random.make(42))))
+  // one call at a time: nobody has a call in flight, so the ties go round robin
+  yield* show(Strategy.leastConnections, sequential(1000))
+  yield* show(cheapest, sequential(1000))
+  yield* show(powerOfTwoChoices, sequential(1000).pipe(Effect.withRandom(Random.make(42))))
+  yield* fromConfig
+
+  yield* Console.log("\n== 14 calls in flight at once")
+  yield* show(Strategy.roundRobin, concurrent(14))
+  yield* show(Strategy.leastConnections, concurrent(14))
+  yield* show(cheapest, concurrent(14))
+  yield* show(powerOfTwoChoices, concurrent(14).pipe(Effect.withRandom(Random.make(7))))
+
+  yield* Console.log("\n== eligibility comes first")
+  yield* eligibility
+  yield* tiers
+})
+
+Effect.runPromise(main).catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
