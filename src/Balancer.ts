@@ -63,6 +63,11 @@ export interface Hints {
   /** Tags the endpoint must all have. */
   readonly tags?: ReadonlyArray<string> | undefined
   /**
+   * Only endpoints whose `contextWindow` is at least this many tokens (endpoints that do
+   * not declare one are passed over).
+   */
+  readonly minContextWindow?: number | undefined
+  /**
    * Wait up to this long for a slot to free up or an endpoint to recover instead of
    * failing at once. The wait needs no polling: it wakes when a call ends or at the
    * time the earliest open circuit admits a probe.

@@ -33,6 +33,10 @@ export interface EndpointState {
   readonly held: boolean
   /** Removed; kept only until its last call in flight ends. */
   readonly removed: boolean
+  /** Rate limited: takes no calls before this time (epoch ms; 0 when not cooling down). */
+  readonly cooldownUntil: number
+  /** Calls that ended rate limited (also counted in `failures`). */
+  readonly rateLimited: number
 }
 
 /**
@@ -52,7 +56,9 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   recent: Health.emptyRecent(now),
   circuit: Health.closed,
   held: false,
-  removed: false
+  removed: false,
+  cooldownUntil: 0,
+  rateLimited: 0
 })
 
 type Mutable = { -readonly [K in keyof EndpointState]: EndpointState[K] }
@@ -75,7 +81,9 @@ const clone = (s: EndpointState): Mutable => ({
   recent: s.recent,
   circuit: s.circuit,
   held: s.held,
-  removed: s.removed
+  removed: s.removed,
+  cooldownUntil: s.cooldownUntil,
+  rateLimited: s.rateLimited
 })
 
 /**
@@ -94,6 +102,7 @@ export type Admission = "admit" | "probe" | PassedOver["reason"]
 export const admission = (state: EndpointState, now: number): Admission => {
   if (state.removed) return "removed"
   if (state.held) return "held-unhealthy"
+  if (now < state.cooldownUntil) return "cooling-down"
   let result: Admission = "admit"
   switch (state.circuit._tag) {
     case "Open": {
@@ -113,20 +122,25 @@ export const admission = (state: EndpointState, now: number): Admission => {
 
 /**
  * When a passed-over endpoint is known to be able to serve again (epoch ms), if known.
- * A full endpoint frees up when a call ends, which has no known time.
+ * A full endpoint frees up when a call ends, which has no known time; an open circuit
+ * when it admits a probe; a rate-limited endpoint when its cooldown ends.
  *
  * @since 0.1.0
  * @category getters
  */
-export const availableAt = (state: EndpointState): number | undefined =>
-  !state.removed && !state.held && state.circuit._tag === "Open" ? state.circuit.until : undefined
+export const availableAt = (state: EndpointState): number | undefined => {
+  if (state.removed || state.held) return undefined
+  const open = state.circuit._tag === "Open" ? state.circuit.until : 0
+  const at = Math.max(open, state.cooldownUntil)
+  return at > 0 ? at : undefined
+}
 
 /**
  * @since 0.1.0
  * @category getters
  */
 export const status = (state: EndpointState, now: number): Health.Status => {
-  if (state.held || state.removed) return "unhealthy"
+  if (state.held || state.removed || now < state.cooldownUntil) return "unhealthy"
   switch (state.circuit._tag) {
     case "Open":
       return now < state.circuit.until ? "unhealthy" : "degraded"
@@ -245,6 +259,40 @@ export const onFailure = (
   const open = isCurrentProbe(state.circuit, probe) ||
     (state.circuit._tag === "Closed" && next.consecutiveFailures >= state.policy.maxFailures)
   if (open) next.circuit = { _tag: "Open", since: now, until: now + state.policy.recoveryTimeoutMs }
+  return next
+}
+
+/**
+ * A call was rate limited. The endpoint takes no calls before `until` (the provider's
+ * `Retry-After`, jittered by the caller); this is not a health failure, so the circuit and
+ * the recent error rate are left alone, but a probe gives its slot back.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const onRateLimited = (state: EndpointState, until: number, probe: Probe): EndpointState => {
+  const next = clone(state)
+  next.active = Math.max(0, state.active - 1)
+  next.failures = state.failures + 1
+  next.rateLimited = state.rateLimited + 1
+  next.cooldownUntil = Math.max(state.cooldownUntil, until)
+  next.circuit = endProbe(state.circuit, probe)
+  return next
+}
+
+/**
+ * The endpoint's credentials were refused: it is held out, as by `forceUnhealthy`, until
+ * `forceHealthy` (a key does not fix itself).
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const onUnauthorized = (state: EndpointState, probe: Probe): EndpointState => {
+  const next = clone(state)
+  next.active = Math.max(0, state.active - 1)
+  next.failures = state.failures + 1
+  next.held = true
+  next.circuit = endProbe(state.circuit, probe)
   return next
 }
 

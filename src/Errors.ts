@@ -4,19 +4,20 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import { Data, Duration } from "effect"
 
 /**
  * Why one endpoint was passed over when a request asked for one.
  *
  * - `unhealthy`: its circuit is open; `until` is when it admits a probe again.
- * - `held-unhealthy`: `forceUnhealthy` holds it out until `forceHealthy`.
+ * - `held-unhealthy`: held out until `forceHealthy` (by `forceUnhealthy`, or after its key was refused).
+ * - `cooling-down`: it answered 429; `until` is when its cooldown ends.
  * - `probing`: its circuit is half-open and the allowed probes are already in flight.
  * - `at-capacity`: `maxConcurrency` calls are in flight.
  * - `removed`: it was removed and is draining its last calls.
  * - `excluded`: the request excluded it (for example, it was tried already).
  * - `missing-tags`: it lacks a tag the request requires.
- * - `lower-tier`: a tier with a smaller `priority` had a routable endpoint.
+ * - `context-too-small`: its `contextWindow` is smaller than the request needs (or unknown).
  *
  * @since 0.1.0
  * @category models
@@ -26,12 +27,13 @@ export interface PassedOver {
   readonly reason:
     | "unhealthy"
     | "held-unhealthy"
+    | "cooling-down"
     | "probing"
     | "at-capacity"
     | "removed"
     | "excluded"
     | "missing-tags"
-    | "lower-tier"
+    | "context-too-small"
   /** Epoch milliseconds at which this endpoint can serve again, when that is known. */
   readonly until?: number
 }
@@ -99,5 +101,287 @@ export class UnknownEndpoint extends Data.TaggedError("UnknownEndpoint")<{
 }> {
   override get message(): string {
     return `Unknown endpoint "${this.name}" (known: ${this.known.length === 0 ? "none" : this.known.join(", ")})`
+  }
+}
+
+/**
+ * What a provider error does to the endpoint that returned it:
+ *
+ * - `counts`: a health failure (circuit breaker, error rate).
+ * - `ignore`: the caller's fault (a bad request); the endpoint is fine.
+ * - `cooldown`: rate limited; the endpoint rests until `retryAfter`, which is not a health failure.
+ * - `hold`: the credentials were refused; the endpoint is held out until `forceHealthy`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HealthEffect = "counts" | "ignore" | "cooldown" | "hold"
+
+interface ProviderErrorFields {
+  /** The endpoint that answered (filled in by the router when a provider leaves it out). */
+  readonly endpoint?: string | undefined
+  /** What the provider said, as far as it is safe to repeat (never a key). */
+  readonly detail?: string | undefined
+  /** The HTTP status, when there was one. */
+  readonly status?: number | undefined
+}
+
+const describeProviderError = (tag: string, fields: ProviderErrorFields, extra = "") =>
+  `${tag}${fields.endpoint !== undefined ? ` from ${fields.endpoint}` : ""}${
+    fields.status !== undefined ? ` (HTTP ${fields.status})` : ""
+  }${extra}${fields.detail !== undefined ? `: ${fields.detail}` : ""}`
+
+/**
+ * HTTP 429 or a provider's own rate-limit answer. `retryAfter` is how long the provider
+ * asked us to wait, when it said.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RateLimited extends Data.TaggedError("RateLimited")<
+  ProviderErrorFields & { readonly retryAfter?: Duration.Duration | undefined }
+> {
+  get retryable(): boolean {
+    return true
+  }
+  get healthEffect(): HealthEffect {
+    return "cooldown"
+  }
+  override get message() {
+    return describeProviderError(
+      "RateLimited",
+      this,
+      this.retryAfter !== undefined ? `, retry after ${Duration.format(this.retryAfter)}` : ""
+    )
+  }
+}
+
+/**
+ * The call did not answer in time (HTTP 408 or our own timeout).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Timeout extends Data.TaggedError("Timeout")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return true
+  }
+  get healthEffect(): HealthEffect {
+    return "counts"
+  }
+  override get message() {
+    return describeProviderError("Timeout", this)
+  }
+}
+
+/**
+ * The provider is down or overloaded: 5xx, 529, connection refused or reset.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unavailable extends Data.TaggedError("Unavailable")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return true
+  }
+  get healthEffect(): HealthEffect {
+    return "counts"
+  }
+  override get message() {
+    return describeProviderError("Unavailable", this)
+  }
+}
+
+/**
+ * The request itself was refused (HTTP 400, 404, 422): another endpoint would refuse it too.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BadRequest extends Data.TaggedError("BadRequest")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return false
+  }
+  get healthEffect(): HealthEffect {
+    return "ignore"
+  }
+  override get message() {
+    return describeProviderError("BadRequest", this)
+  }
+}
+
+/**
+ * The credentials were refused (HTTP 401, 403). Another endpoint, with another key, may
+ * serve; this one is held out until `forceHealthy`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unauthorized extends Data.TaggedError("Unauthorized")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return true
+  }
+  get healthEffect(): HealthEffect {
+    return "hold"
+  }
+  override get message() {
+    return describeProviderError("Unauthorized", this)
+  }
+}
+
+/**
+ * The request does not fit the model's context window. It may fit an endpoint with a
+ * larger `contextWindow`; the router moves it there.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ContextLengthExceeded extends Data.TaggedError("ContextLengthExceeded")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return false
+  }
+  get healthEffect(): HealthEffect {
+    return "ignore"
+  }
+  override get message() {
+    return describeProviderError("ContextLengthExceeded", this)
+  }
+}
+
+/**
+ * The provider's content filter refused the request or the answer.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ContentFiltered extends Data.TaggedError("ContentFiltered")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return false
+  }
+  get healthEffect(): HealthEffect {
+    return "ignore"
+  }
+  override get message() {
+    return describeProviderError("ContentFiltered", this)
+  }
+}
+
+/**
+ * The answer could not be read: invalid JSON, a wrong shape, a stream cut short.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MalformedResponse extends Data.TaggedError("MalformedResponse")<ProviderErrorFields> {
+  get retryable(): boolean {
+    return true
+  }
+  get healthEffect(): HealthEffect {
+    return "counts"
+  }
+  override get message() {
+    return describeProviderError("MalformedResponse", this)
+  }
+}
+
+/**
+ * Anything else a provider call failed with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnknownProviderError extends Data.TaggedError("UnknownProviderError")<
+  ProviderErrorFields & { readonly cause?: unknown }
+> {
+  get retryable(): boolean {
+    return true
+  }
+  get healthEffect(): HealthEffect {
+    return "counts"
+  }
+  override get message() {
+    return describeProviderError("UnknownProviderError", this)
+  }
+}
+
+/**
+ * Every way a provider call can fail. Each variant says whether another endpoint may
+ * succeed (`retryable`) and what the failure does to the endpoint (`healthEffect`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ProviderError =
+  | RateLimited
+  | Timeout
+  | Unavailable
+  | BadRequest
+  | Unauthorized
+  | ContextLengthExceeded
+  | ContentFiltered
+  | MalformedResponse
+  | UnknownProviderError
+
+const providerErrorTags: ReadonlySet<string> = new Set([
+  "RateLimited",
+  "Timeout",
+  "Unavailable",
+  "BadRequest",
+  "Unauthorized",
+  "ContextLengthExceeded",
+  "ContentFiltered",
+  "MalformedResponse",
+  "UnknownProviderError"
+])
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isProviderError = (u: unknown): u is ProviderError =>
+  typeof u === "object" && u !== null && "_tag" in u && providerErrorTags.has((u as { _tag: string })._tag) &&
+  "healthEffect" in (u as object)
+
+/**
+ * One attempt of a routed call, as the router saw it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Attempt {
+  readonly endpoint: string
+  /** 1 for the first attempt. */
+  readonly number: number
+  /** Epoch ms from `Clock`. */
+  readonly startedAt: number
+  readonly latencyMs: number
+  /** `"Success"` or the tag of the `ProviderError` the attempt ended with. */
+  readonly outcome: "Success" | ProviderError["_tag"]
+}
+
+/**
+ * A routed call did not succeed. `reason` says why the router stopped, `lastError` is the
+ * last real error (a provider's, or why no endpoint could serve), and `attempts` lists
+ * every attempt made.
+ *
+ * - `not-retryable`: the last error would fail on any endpoint (a bad request, say).
+ * - `attempts-exhausted`: `maxAttempts` were made, or the retry schedule ended.
+ * - `deadline`: the call's `timeout` left no time for another attempt.
+ * - `retry-budget`: retries across all calls are over budget (an outage is not turned into a retry storm).
+ * - `no-endpoint`: no endpoint could take the call.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RoutingFailed extends Data.TaggedError("RoutingFailed")<{
+  readonly reason: "not-retryable" | "attempts-exhausted" | "deadline" | "retry-budget" | "no-endpoint"
+  readonly lastError: ProviderError | NoEndpointAvailable | undefined
+  readonly attempts: ReadonlyArray<Attempt>
+}> {
+  override get message(): string {
+    const tried = this.attempts.map((a) => `${a.endpoint}: ${a.outcome}`).join(", ")
+    return `Routing failed (${this.reason}) after ${this.attempts.length} attempt(s)${
+      tried === "" ? "" : ` [${tried}]`
+    }${this.lastError !== undefined ? `; last error: ${this.lastError.message}` : ""}`
   }
 }

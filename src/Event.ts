@@ -17,14 +17,17 @@ export type Event = Data.TaggedEnum<{
   EndpointRemoved: { readonly name: string; readonly at: number }
   /**
    * An endpoint stopped taking calls: its circuit opened after `maxFailures` consecutive
-   * failures or a failed probe (`until` is when it may be probed), or it was held out.
+   * failures or a failed probe (`until` is when it may be probed), or it was held out (by
+   * `forceUnhealthy`, or because its credentials were refused).
    */
   EndpointUnhealthy: {
     readonly name: string
     readonly at: number
-    readonly reason: "failures" | "probe-failed" | "forced"
+    readonly reason: "failures" | "probe-failed" | "forced" | "unauthorized"
     readonly until: number | undefined
   }
+  /** An endpoint answered 429 and rests until `until` (its `Retry-After`, jittered). */
+  EndpointRateLimited: { readonly name: string; readonly at: number; readonly until: number }
   /** An open circuit's recovery time passed and a probe was sent. */
   EndpointProbing: { readonly name: string; readonly at: number }
   /** An endpoint takes calls again: a probe succeeded, or it was forced healthy. */

@@ -79,6 +79,10 @@ export interface Policy {
    * `degradedMinRequests` timed successes were seen in the window). Default: none.
    */
   readonly degradedLatency: Duration.Duration | undefined
+  /** How long a rate-limited endpoint rests when the provider did not say. Default 5 seconds. */
+  readonly rateLimitCooldown: Duration.Duration
+  /** A `Retry-After` longer than this is treated as an outage (a health failure). Default 5 minutes. */
+  readonly maxCooldown: Duration.Duration
 }
 
 /**
@@ -92,7 +96,9 @@ export const defaultPolicy: Policy = {
   window: Duration.seconds(30),
   degradedErrorRate: 0.2,
   degradedMinRequests: 5,
-  degradedLatency: undefined
+  degradedLatency: undefined,
+  rateLimitCooldown: Duration.seconds(5),
+  maxCooldown: Duration.minutes(5)
 }
 
 /**
@@ -111,7 +117,9 @@ export const PolicyInput = Schema.Struct({
   ),
   degradedErrorRate: Schema.optionalWith(schemas.Ratio, { exact: true }),
   degradedMinRequests: Schema.optionalWith(schemas.NonNegativeFinite, { exact: true }),
-  degradedLatency: Schema.optionalWith(schemas.DurationInput, { exact: true })
+  degradedLatency: Schema.optionalWith(schemas.DurationInput, { exact: true }),
+  rateLimitCooldown: Schema.optionalWith(schemas.DurationInput, { exact: true }),
+  maxCooldown: Schema.optionalWith(schemas.DurationInput, { exact: true })
 }).annotations({ identifier: "HealthPolicy" })
 
 /**
@@ -146,6 +154,8 @@ export interface Resolved {
   readonly degradedErrorRate: number
   readonly degradedMinRequests: number
   readonly degradedLatencyMs: number
+  readonly rateLimitCooldownMs: number
+  readonly maxCooldownMs: number
 }
 
 /**
@@ -162,7 +172,9 @@ export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
   windowMs: Duration.toMillis(policy.window),
   degradedErrorRate: policy.degradedErrorRate,
   degradedMinRequests: policy.degradedMinRequests,
-  degradedLatencyMs: policy.degradedLatency === undefined ? Infinity : Duration.toMillis(policy.degradedLatency)
+  degradedLatencyMs: policy.degradedLatency === undefined ? Infinity : Duration.toMillis(policy.degradedLatency),
+  rateLimitCooldownMs: Duration.toMillis(policy.rateLimitCooldown),
+  maxCooldownMs: Duration.toMillis(policy.maxCooldown)
 })
 
 /**

@@ -35,8 +35,12 @@ export interface Failure {
   readonly _tag: "Failure"
   readonly error: unknown
   readonly latency: Duration.Duration | undefined
-  /** False when the failure was not the endpoint's fault (a malformed request, say). */
-  readonly countsAgainstHealth: boolean
+  /**
+   * Whether the failure is the endpoint's fault. When `undefined`, a `ProviderError` says
+   * for itself (a `BadRequest` does not count, a `RateLimited` cools the endpoint down, an
+   * `Unauthorized` holds it out) and any other error counts.
+   */
+  readonly countsAgainstHealth: boolean | undefined
 }
 
 /**
@@ -80,7 +84,7 @@ export const failure = (error: unknown, options?: {
   _tag: "Failure",
   error,
   latency: options?.latency === undefined ? undefined : Duration.decode(options.latency),
-  countsAgainstHealth: options?.countsAgainstHealth ?? true
+  countsAgainstHealth: options?.countsAgainstHealth
 })
 
 /**

@@ -43,4 +43,9 @@ export * as Outcome from "./Outcome.js"
 /**
  * @since 0.1.0
  */
+export * as Router from "./Router.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Strategy from "./Strategy.js"

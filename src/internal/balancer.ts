@@ -95,7 +95,7 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
     : Either.right({ endpoints, strategy, policy: policy.right })
 }
 
-const endingOf = (outcome: Outcome.Outcome, latencyMs: number): Table.Ending => {
+const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: number): Table.Ending => {
   switch (outcome._tag) {
     case "Success":
       return {
@@ -105,8 +105,10 @@ const endingOf = (outcome: Outcome.Outcome, latencyMs: number): Table.Ending => 
     case "Failure":
       return {
         _tag: "Failure",
+        error: outcome.error,
         latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency),
-        countsAgainstHealth: outcome.countsAgainstHealth
+        countsAgainstHealth: outcome.countsAgainstHealth,
+        jitter
       }
     case "Cancelled":
       return outcome
@@ -115,13 +117,20 @@ const endingOf = (outcome: Outcome.Outcome, latencyMs: number): Table.Ending => 
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
-const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number): Table.Ending => {
+const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number, jitter: number): Table.Ending => {
   if (Exit.isSuccess(exit)) return { _tag: "Success", latencyMs }
   if (Cause.isInterruptedOnly(exit.cause)) return cancelled
-  return { _tag: "Failure", latencyMs, countsAgainstHealth: true }
+  const failure = Cause.failureOption(exit.cause)
+  return {
+    _tag: "Failure",
+    error: failure._tag === "Some" ? failure.value : Cause.squash(exit.cause),
+    latencyMs,
+    countsAgainstHealth: undefined,
+    jitter
+  }
 }
 
-const noHints: Table.Request = { exclude: undefined, tags: undefined }
+const noHints: Table.Request = { exclude: undefined, tags: undefined, minContextWindow: undefined }
 
 export const make = (options: Options): Effect.Effect<BalancerService, InvalidConfig, Scope.Scope> =>
   Effect.flatMap(Effect.suspend(() => resolveOptions(options)), fromResolved)
@@ -138,7 +147,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
   Effect.gen(function*() {
     const { policy, strategy } = resolved
     const clock = yield* Effect.clock
-    const draw = strategy.usesRandom ? random.fromSeed(yield* Random.nextInt) : random.none
+    // one draw from `Random` seeds the balancer's own generator (strategies, jitter)
+    const draw = random.fromSeed(yield* Random.nextInt)
     const start = clock.unsafeCurrentTimeMillis()
     const ref = yield* Ref.make(
       resolved.endpoints.reduce(
@@ -188,7 +198,9 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     ): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.suspend(() => {
         const deadline = clock.unsafeCurrentTimeMillis() + Duration.toMillis(Duration.decode(wait))
-        const key = `${request.tags?.join("\u0000") ?? ""}\u0001${request.exclude?.join("\u0000") ?? ""}`
+        const key = `${request.tags?.join("\u0000") ?? ""}\u0001${request.exclude?.join("\u0000") ?? ""}\u0001${
+          request.minContextWindow ?? ""
+        }`
         const loop: Effect.Effect<Lease, NoEndpointAvailable> = Effect.flatten(Ref.modify(ref, (table) => {
           const now = clock.unsafeCurrentTimeMillis()
           const [result, next] = Table.acquire(table, strategy, request, now, draw)
@@ -207,11 +219,15 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
     ): Effect.Effect<Lease, NoEndpointAvailable> => {
       if (hints === undefined) return acquireNow(noHints)
-      const request: Table.Request = { exclude: hints.exclude, tags: hints.tags }
+      const request: Table.Request = {
+        exclude: hints.exclude,
+        tags: hints.tags,
+        minContextWindow: hints.minContextWindow
+      }
       return hints.wait === undefined ? acquireNow(request) : acquireWaiting(request, hints.wait, restore)
     }
 
-    const settle = (lease: Lease, ending: (latencyMs: number) => Table.Ending): Effect.Effect<void> =>
+    const settle = (lease: Lease, ending: (latencyMs: number, jitter: number) => Table.Ending): Effect.Effect<void> =>
       Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
         if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
           return [Effect.dieMessage(`release was given a lease that this balancer did not hand out`), table]
@@ -219,14 +235,14 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         if (lease.settled) return [Effect.void, table]
         lease.settled = true
         const now = clock.unsafeCurrentTimeMillis()
-        const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt), now)
+        const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt, draw()), now)
         freed++
         waiters.wakeOne()
         return [publish(events), next]
       }))
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
-      settle(lease, (latencyMs) => endingOf(outcome, latencyMs))
+      settle(lease, (latencyMs, jitter) => endingOf(outcome, latencyMs, jitter))
 
     const use = <A, E, R>(
       f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
@@ -236,7 +252,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Effect.flatMap(acquireWith(hints, restore), (lease) =>
           Effect.flatMap(
             Effect.exit(restore(f(lease.endpoint, lease))),
-            (exit) => Effect.zipRight(settle(lease, (latencyMs) => endingOfExit(exit, latencyMs)), exit)
+            (exit) => Effect.zipRight(settle(lease, (latencyMs, jitter) => endingOfExit(exit, latencyMs, jitter)), exit)
           ))
       )
 

@@ -4,8 +4,10 @@
  * single-threaded runtime is a transaction: no other fiber can observe or change the
  * table in between.
  */
+import { Duration } from "effect"
 import type { Endpoint } from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
+import * as Errors from "../Errors.js"
 import type { PassedOver } from "../Errors.js"
 import { Event } from "../Event.js"
 import type * as Health from "../Health.js"
@@ -27,6 +29,7 @@ export const make = (strategy: Strategy): Table => ({
 export interface Request {
   readonly exclude: ReadonlyArray<string> | undefined
   readonly tags: ReadonlyArray<string> | undefined
+  readonly minContextWindow: number | undefined
 }
 
 export type AcquireResult =
@@ -47,8 +50,11 @@ const noEvents: ReadonlyArray<Event> = []
 const filteredOut = (
   entry: EndpointState.EndpointState,
   request: Request
-): "excluded" | "missing-tags" | undefined => {
+): "excluded" | "missing-tags" | "context-too-small" | undefined => {
   if (request.exclude !== undefined && request.exclude.includes(entry.endpoint.name)) return "excluded"
+  if (request.minContextWindow !== undefined && (entry.endpoint.contextWindow ?? 0) < request.minContextWindow) {
+    return "context-too-small"
+  }
   if (request.tags !== undefined) {
     for (const tag of request.tags) {
       if (!entry.endpoint.tags.includes(tag)) return "missing-tags"
@@ -156,10 +162,55 @@ export type Ending =
   | { readonly _tag: "Success"; readonly latencyMs: number | undefined }
   | {
     readonly _tag: "Failure"
+    readonly error: unknown
     readonly latencyMs: number | undefined
-    readonly countsAgainstHealth: boolean
+    /** Set by the caller to override what the error says about the endpoint's health. */
+    readonly countsAgainstHealth: boolean | undefined
+    /** A number in [0, 1) to jitter a rate-limit cooldown with. */
+    readonly jitter: number
   }
   | { readonly _tag: "Cancelled" }
+
+/**
+ * What a failure does to the endpoint (see `ProviderError.healthEffect`), and until when a
+ * rate-limited endpoint rests: the provider's `Retry-After` (or the policy's default)
+ * times 1 to 1.5, so that the callers it turned away do not all come back at once. A
+ * `Retry-After` longer than `maxCooldown` is treated as an outage: a health failure.
+ */
+export const classify = (
+  ending: Ending & { readonly _tag: "Failure" },
+  policy: Health.Resolved,
+  now: number
+): { readonly effect: Errors.HealthEffect; readonly until: number } => {
+  if (ending.countsAgainstHealth !== undefined) {
+    return { effect: ending.countsAgainstHealth ? "counts" : "ignore", until: 0 }
+  }
+  const error = ending.error
+  if (!Errors.isProviderError(error)) return { effect: "counts", until: 0 }
+  if (error._tag !== "RateLimited") return { effect: error.healthEffect, until: 0 }
+  const waitMs = error.retryAfter === undefined ? policy.rateLimitCooldownMs : Duration.toMillis(error.retryAfter)
+  if (waitMs > policy.maxCooldownMs) return { effect: "counts", until: 0 }
+  return { effect: "cooldown", until: Math.ceil(now + waitMs * (1 + 0.5 * ending.jitter)) }
+}
+
+const onFailure = (
+  before: EndpointState.EndpointState,
+  ending: Ending & { readonly _tag: "Failure" },
+  probe: EndpointState.Probe,
+  now: number
+): EndpointState.EndpointState => {
+  const { effect, until } = classify(ending, before.policy, now)
+  switch (effect) {
+    case "counts":
+      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true)
+    case "ignore":
+      return EndpointState.onFailure(before, now, ending.latencyMs, probe, false)
+    case "cooldown":
+      return EndpointState.onRateLimited(before, until, probe)
+    case "hold":
+      return EndpointState.onUnauthorized(before, probe)
+  }
+}
 
 const indexOf = (table: Table, id: number): number => {
   const entries = table.entries
@@ -193,7 +244,7 @@ export const release = (
   const after = ending._tag === "Success"
     ? EndpointState.onSuccess(before, now, ending.latencyMs, probe)
     : ending._tag === "Failure"
-    ? EndpointState.onFailure(before, now, ending.latencyMs, probe, ending.countsAgainstHealth)
+    ? onFailure(before, ending, probe, now)
     : EndpointState.onCancel(before, probe)
   const events = transitions(before, after, now)
   return [events, replace(table, index, after.removed && after.active === 0 ? undefined : after)]
@@ -204,8 +255,15 @@ const transitions = (
   after: EndpointState.EndpointState,
   now: number
 ): ReadonlyArray<Event> => {
-  if (before.circuit._tag === after.circuit._tag || after.removed) return noEvents
+  if (after.removed) return noEvents
   const name = after.endpoint.name
+  if (after.held && !before.held) {
+    return [Event.EndpointUnhealthy({ name, at: now, reason: "unauthorized", until: undefined })]
+  }
+  if (after.cooldownUntil > before.cooldownUntil) {
+    return [Event.EndpointRateLimited({ name, at: now, until: after.cooldownUntil })]
+  }
+  if (before.circuit._tag === after.circuit._tag) return noEvents
   if (after.circuit._tag === "Open") {
     return [Event.EndpointUnhealthy({
       name,

@@ -1,0 +1,131 @@
+/**
+ * Failover: one call, many attempts. The router runs a provider call through the
+ * balancer and, when it fails in a way another endpoint may not, tries another endpoint,
+ * never one already tried in this call while untried ones remain.
+ *
+ * - One deadline for the whole call (`timeout`): each attempt's timeout is the smaller of
+ *   `attemptTimeout` and what is left, and no attempt starts once the deadline is spent.
+ * - Back-off (`backoff`, a `Schedule`) only when every routable endpoint was tried: with
+ *   another healthy endpoint at hand, the next attempt starts at once.
+ * - A retry budget shared by every call through the router: retries add at most about
+ *   `percent` of the calls (plus a small floor), so a total outage costs about 1.1x the
+ *   attempts, not 3x.
+ * - A `ContextLengthExceeded` moves the call to endpoints with a larger `contextWindow`.
+ * - Interrupting the call interrupts the attempt in flight and releases its lease.
+ * - Each call and attempt runs in a span, and counters and a latency histogram are kept
+ *   as Effect `Metric`s.
+ *
+ * @since 0.1.0
+ */
+import type { Duration, Schedule } from "effect"
+import { Context, Effect, Layer } from "effect"
+import type { Balancer, Hints } from "./Balancer.js"
+import type { Endpoint } from "./Endpoint.js"
+import type { Attempt, ProviderError, RoutingFailed } from "./Errors.js"
+import * as internal from "./internal/router.js"
+
+/**
+ * How one call is routed. Every field has a default.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Policy {
+  /** Attempts in all, the first included. Default 3. */
+  readonly maxAttempts?: number | undefined
+  /**
+   * The delays between attempts once every routable endpoint was tried; when it ends,
+   * the call stops. Default: exponential from 250 ms, doubling, with full jitter, each
+   * delay capped at 10 seconds.
+   */
+  readonly backoff?: Schedule.Schedule<unknown, ProviderError | undefined> | undefined
+  /** The deadline of the whole call. Default: none. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** The longest one attempt may take. Default: none (only the deadline). */
+  readonly attemptTimeout?: Duration.DurationInput | undefined
+  /** What every attempt asks of the endpoint (tags, context window, waiting for capacity). */
+  readonly hints?: Hints | undefined
+}
+
+/**
+ * The answer of a routed call, with the endpoint that gave it and every attempt made.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Routed<A> {
+  readonly value: A
+  readonly endpoint: Endpoint
+  readonly attempts: ReadonlyArray<Attempt>
+}
+
+/**
+ * The router's retry budget.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryBudgetOptions {
+  /** Retries allowed per call, on average. Default 0.1. */
+  readonly percent?: number | undefined
+  /** Retries allowed per second however little traffic there is. Default 1. */
+  readonly minPerSecond?: number | undefined
+  /** How long a call's deposit counts (time constant). Default 10 seconds. */
+  readonly ttl?: Duration.DurationInput | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly retryBudget?: RetryBudgetOptions | undefined
+  /** The policy of calls that do not give their own. */
+  readonly defaults?: Policy | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouterService {
+  /**
+   * Runs `call` on one endpoint after another until it succeeds or the policy says stop.
+   * `attempt` is 1 for the first attempt.
+   */
+  readonly execute: <A, R>(
+    call: (endpoint: Endpoint, attempt: number) => Effect.Effect<A, ProviderError, R>,
+    policy?: Policy
+  ) => Effect.Effect<Routed<A>, RoutingFailed, R>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Router extends Context.Tag("effect-llm-balancer/Router")<Router, RouterService>() {}
+
+/**
+ * A router over the `Balancer` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options?: Options) => Effect.Effect<RouterService, never, Balancer> = internal.make
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<Router, never, Balancer> =>
+  Layer.effect(Router, internal.make(options))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const execute = <A, R>(
+  call: (endpoint: Endpoint, attempt: number) => Effect.Effect<A, ProviderError, R>,
+  policy?: Policy
+): Effect.Effect<Routed<A>, RoutingFailed, R | Router> =>
+  Effect.flatMap(Router, (router) => router.execute(call, policy))

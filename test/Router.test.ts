@@ -1,0 +1,333 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Duration, Effect, Exit, Fiber, Layer, Random, Schedule, TestClock } from "effect"
+import type { Endpoint } from "../src/index.js"
+import { Balancer, Errors, Router } from "../src/index.js"
+import { endpoint } from "./helpers.js"
+
+/** A balancer and a router over it, built in the test's scope (so on its TestClock). */
+const setup = (options: Balancer.Options, routerOptions?: Router.Options) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      Router.layer(routerOptions).pipe(Layer.provideMerge(Balancer.layer(options)))
+    ).pipe(Effect.orDie)
+    return { balancer: Context.get(context, Balancer.Balancer), context }
+  })
+
+const run = <A, E>(
+  context: Context.Context<Router.Router | Balancer.Balancer>,
+  effect: Effect.Effect<A, E, Router.Router>
+) => Effect.provide(effect, context)
+
+/** A scripted provider: `script[name]` says how each endpoint answers, call by call. */
+const scripted = (script: Record<string, (call: number) => Effect.Effect<string, Errors.ProviderError>>) => {
+  const calls: Array<string> = []
+  const counts = new Map<string, number>()
+  const call = (e: Endpoint.Endpoint) =>
+    Effect.suspend(() => {
+      calls.push(e.name)
+      const n = (counts.get(e.name) ?? 0) + 1
+      counts.set(e.name, n)
+      return script[e.name](n)
+    })
+  return { call, calls }
+}
+
+const ok = (name: string) => () => Effect.succeed(`answer from ${name}`)
+const down = (name: string) => () => Effect.fail(new Errors.Unavailable({ endpoint: name, status: 503 }))
+
+describe("Router.execute", () => {
+  it.scoped("fails over to another endpoint and reports every attempt", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a"), endpoint("b")], strategy: "round-robin" })
+      const p = scripted({ a: down("a"), b: ok("b") })
+      const result = yield* run(context, Router.execute(p.call))
+      expect(result.value).toBe("answer from b")
+      expect(result.endpoint.name).toBe("b")
+      expect(result.attempts.map((a) => [a.endpoint, a.number, a.outcome])).toEqual([
+        ["a", 1, "Unavailable"],
+        ["b", 2, "Success"]
+      ])
+    }))
+
+  it.scoped("never tries an endpoint twice while untried ones remain", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({
+        endpoints: [endpoint("a"), endpoint("b"), endpoint("c"), endpoint("d")],
+        strategy: "least-connections",
+        health: { maxFailures: 100 }
+      })
+      const p = scripted({ a: down("a"), b: down("b"), c: down("c"), d: ok("d") })
+      const result = yield* run(context, Router.execute(p.call, { maxAttempts: 4 }))
+      expect(new Set(p.calls).size).toBe(4)
+      expect(result.endpoint.name).toBe("d")
+    }))
+
+  it.scoped("a non-retryable error stops at once and is the last error", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a"), endpoint("b")], strategy: "round-robin" })
+      const p = scripted({ a: () => Effect.fail(new Errors.BadRequest({ status: 400, detail: "bad" })), b: ok("b") })
+      const error = yield* Effect.flip(run(context, Router.execute(p.call)))
+      expect(error.reason).toBe("not-retryable")
+      expect(error.lastError?._tag).toBe("BadRequest")
+      expect(p.calls).toEqual(["a"])
+      expect(error.message).toContain("Routing failed (not-retryable) after 1 attempt(s) [a: BadRequest]")
+    }))
+
+  it.scoped("backs off with the Schedule only once every endpoint was tried", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({
+        endpoints: [endpoint("a"), endpoint("b")],
+        strategy: "round-robin",
+        health: { maxFailures: 100 }
+      })
+      let n = 0
+      const p = scripted({ a: () => (++n < 2 ? down("a")() : ok("a")()), b: down("b") })
+      const fiber = yield* Effect.fork(
+        run(context, Router.execute(p.call, { maxAttempts: 3, backoff: Schedule.spaced("2 seconds") }))
+      )
+      yield* TestClock.adjust("1 second")
+      // a and b were tried at once, without back-off; the third attempt waits for the schedule
+      expect(p.calls).toEqual(["a", "b"])
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 second")
+      const result = yield* Fiber.join(fiber)
+      expect(result.attempts.map((a) => [a.endpoint, a.startedAt])).toEqual([["a", 0], ["b", 0], ["a", 2000]])
+    }))
+
+  it.scoped("stops when the retry schedule ends", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a")], health: { maxFailures: 100 } })
+      const p = scripted({ a: down("a") })
+      const error = yield* Effect.flip(
+        run(context, Router.execute(p.call, { maxAttempts: 10, backoff: Schedule.recurs(2) }))
+      )
+      expect(error.reason).toBe("attempts-exhausted")
+      expect(p.calls).toEqual(["a", "a", "a"])
+    }))
+
+  it.scoped("one deadline for the whole call: attempts shrink and the call never outlives it", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({
+        endpoints: [endpoint("a"), endpoint("b"), endpoint("c")],
+        strategy: "round-robin",
+        health: { maxFailures: 100 }
+      })
+      // every endpoint hangs
+      const hang = () => Effect.never
+      const p = scripted({ a: hang, b: hang, c: hang })
+      const fiber = yield* Effect.fork(
+        run(context, Router.execute(p.call, { timeout: "5 seconds", attemptTimeout: "2 seconds", maxAttempts: 5 }))
+      )
+      yield* TestClock.adjust("5 seconds")
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit)).toBe(true)
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.reason).toBe("deadline")
+      // 2 s + 2 s + the 1 s that was left
+      expect(error.attempts.map((a) => [a.endpoint, a.startedAt, a.latencyMs, a.outcome])).toEqual([
+        ["a", 0, 2000, "Timeout"],
+        ["b", 2000, 2000, "Timeout"],
+        ["c", 4000, 1000, "Timeout"]
+      ])
+      const stats = yield* Effect.provide(Balancer.stats, context)
+      expect(stats.every((s) => s.active === 0)).toBe(true)
+    }))
+
+  it.scoped("interrupting the call interrupts the attempt in flight and releases its lease", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a", { maxConcurrency: 1 })] })
+      const fiber = yield* Effect.fork(run(context, Router.execute(() => Effect.never)))
+      yield* TestClock.adjust("1 second")
+      expect((yield* Effect.provide(Balancer.stats, context))[0].active).toBe(1)
+      yield* Fiber.interrupt(fiber)
+      const [s] = yield* Effect.provide(Balancer.stats, context)
+      expect(s.active).toBe(0)
+      expect(s.failures).toBe(0)
+    }))
+
+  it.scoped("composes with Effect.timeout like any effect", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a")] })
+      const fiber = yield* Effect.fork(
+        run(context, Router.execute(() => Effect.never)).pipe(Effect.timeout("3 seconds"))
+      )
+      yield* TestClock.adjust("3 seconds")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error._tag).toBe("TimeoutException")
+      expect((yield* Effect.provide(Balancer.stats, context))[0].active).toBe(0)
+    }))
+
+  it.scoped("ContextLengthExceeded moves the call to a larger context window", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({
+        endpoints: [
+          endpoint("small", { contextWindow: 8_000 }),
+          endpoint("small2", { contextWindow: 8_000 }),
+          endpoint("large", { contextWindow: 128_000, priority: 1 })
+        ],
+        strategy: "round-robin"
+      })
+      const p = scripted({
+        small: () => Effect.fail(new Errors.ContextLengthExceeded({ status: 400 })),
+        small2: () => Effect.fail(new Errors.ContextLengthExceeded({ status: 400 })),
+        large: ok("large")
+      })
+      const result = yield* run(context, Router.execute(p.call))
+      expect(p.calls).toEqual(["small", "large"])
+      expect(result.endpoint.name).toBe("large")
+      // the caller's fault, not the endpoint's
+      const stats = yield* Effect.provide(Balancer.stats, context)
+      expect(stats[0].circuit).toBe("closed")
+    }))
+
+  it.scoped("no endpoint at all is a clear error", () =>
+    Effect.gen(function*() {
+      const { balancer, context } = yield* setup({ endpoints: [endpoint("a")] })
+      yield* balancer.forceUnhealthy("a")
+      const error = yield* Effect.flip(run(context, Router.execute(ok("a"))))
+      expect(error.reason).toBe("no-endpoint")
+      expect(error.lastError?._tag).toBe("NoEndpointAvailable")
+    }))
+})
+
+describe("retry budget", () => {
+  it.scoped("a total outage costs at most about 1.1x the attempts once the budget is in force", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup(
+        {
+          endpoints: [endpoint("a"), endpoint("b"), endpoint("c")],
+          // keep circuits closed: this test is about the budget alone
+          health: { maxFailures: 1_000_000 }
+        },
+        { retryBudget: { percent: 0.1, minPerSecond: 1, ttl: "10 seconds" } }
+      )
+      const p = scripted({ a: down("a"), b: down("b"), c: down("c") })
+      let failed = 0
+      const reasons = new Map<string, number>()
+      // 2,000 calls over 20 s of TestClock: 100 per second
+      for (let second = 0; second < 20; second++) {
+        const errors = yield* Effect.forEach(
+          Array.from({ length: 100 }),
+          () => Effect.flip(run(context, Router.execute(p.call, { maxAttempts: 3 }))),
+          { concurrency: "unbounded" }
+        )
+        for (const e of errors) reasons.set(e.reason, (reasons.get(e.reason) ?? 0) + 1)
+        failed += errors.length
+        yield* TestClock.adjust("1 second")
+      }
+      expect(failed).toBe(2000)
+      const attempts = p.calls.length
+      // without a budget this would be 6,000 attempts (3 per call)
+      expect(attempts / 2000).toBeLessThanOrEqual(1.2)
+      expect(reasons.get("retry-budget")).toBeGreaterThan(1500)
+    }))
+})
+
+describe("provider errors and health", () => {
+  it.scoped("a 429 cools the endpoint down until Retry-After (x1 to x1.5), without a health failure", () =>
+    Effect.gen(function*() {
+      const { balancer, context } = yield* setup({
+        endpoints: [endpoint("a"), endpoint("b")],
+        strategy: "round-robin"
+      })
+      const p = scripted({
+        a: () => Effect.fail(new Errors.RateLimited({ status: 429, retryAfter: Duration.seconds(10) })),
+        b: ok("b")
+      })
+      const events = yield* balancer.subscribe
+      const result = yield* run(context, Router.execute(p.call))
+      expect(result.endpoint.name).toBe("b")
+      const a = (yield* balancer.stats)[0]
+      expect(a.circuit).toBe("closed")
+      expect(a.consecutiveFailures).toBe(0)
+      expect(a.status).toBe("unhealthy")
+      const refused = yield* Effect.flip(balancer.acquire({ exclude: ["b"] }))
+      const until = refused.passedOver[0].until!
+      expect(refused.passedOver[0].reason).toBe("cooling-down")
+      expect(until).toBeGreaterThanOrEqual(10_000)
+      expect(until).toBeLessThanOrEqual(15_000)
+      // no request reaches it before the time
+      for (let i = 0; i < 20; i++) yield* run(context, Router.execute(p.call))
+      expect(p.calls.filter((n) => n === "a").length).toBe(1)
+      yield* TestClock.adjust(Duration.millis(until))
+      expect((yield* balancer.acquire({ exclude: ["b"] })).endpoint.name).toBe("a")
+      const event = yield* events.take
+      expect(event).toEqual({ _tag: "EndpointRateLimited", name: "a", at: 0, until })
+    }).pipe(Effect.withRandom(Random.make("429"))))
+
+  it.scoped("a Retry-After over the cap is treated as an outage", () =>
+    Effect.gen(function*() {
+      const { balancer } = yield* setup({
+        endpoints: [endpoint("a")],
+        health: { maxFailures: 1, maxCooldown: "1 minute" }
+      })
+      yield* Effect.either(
+        balancer.use(() => Effect.fail(new Errors.RateLimited({ retryAfter: Duration.hours(1) })))
+      )
+      const [a] = yield* balancer.stats
+      expect(a.circuit).toBe("open")
+    }))
+
+  it.scoped("Unauthorized holds the endpoint out until forceHealthy", () =>
+    Effect.gen(function*() {
+      const { balancer } = yield* setup({ endpoints: [endpoint("a"), endpoint("b")] })
+      const events = yield* balancer.subscribe
+      yield* Effect.either(
+        balancer.use(() => Effect.fail(new Errors.Unauthorized({ status: 401 })), { exclude: ["b"] })
+      )
+      yield* TestClock.adjust("1 hour")
+      const a = (yield* balancer.stats)[0]
+      expect(a.held).toBe(true)
+      expect(a.status).toBe("unhealthy")
+      expect((yield* events.take)._tag).toBe("EndpointUnhealthy")
+      yield* balancer.forceHealthy("a")
+      expect((yield* balancer.stats)[0].status).toBe("healthy")
+    }))
+
+  it.scoped("BadRequest, ContextLengthExceeded and ContentFiltered do not count against the endpoint", () =>
+    Effect.gen(function*() {
+      const { balancer } = yield* setup({ endpoints: [endpoint("a")], health: { maxFailures: 1 } })
+      for (
+        const error of [
+          new Errors.BadRequest({}),
+          new Errors.ContextLengthExceeded({}),
+          new Errors.ContentFiltered({})
+        ]
+      ) {
+        yield* Effect.either(balancer.use(() => Effect.fail(error)))
+      }
+      const [a] = yield* balancer.stats
+      expect(a.circuit).toBe("closed")
+      expect(a.failures).toBe(3)
+      expect(a.consecutiveFailures).toBe(0)
+    }))
+
+  it("every ProviderError says whether it is retryable and what it does to health", () => {
+    const table = [
+      new Errors.RateLimited({}),
+      new Errors.Timeout({}),
+      new Errors.Unavailable({}),
+      new Errors.BadRequest({}),
+      new Errors.Unauthorized({}),
+      new Errors.ContextLengthExceeded({}),
+      new Errors.ContentFiltered({}),
+      new Errors.MalformedResponse({}),
+      new Errors.UnknownProviderError({})
+    ].map((e) => [e._tag, e.retryable, e.healthEffect, Errors.isProviderError(e)])
+    expect(table).toEqual([
+      ["RateLimited", true, "cooldown", true],
+      ["Timeout", true, "counts", true],
+      ["Unavailable", true, "counts", true],
+      ["BadRequest", false, "ignore", true],
+      ["Unauthorized", true, "hold", true],
+      ["ContextLengthExceeded", false, "ignore", true],
+      ["ContentFiltered", false, "ignore", true],
+      ["MalformedResponse", true, "counts", true],
+      ["UnknownProviderError", true, "counts", true]
+    ])
+    expect(Errors.isProviderError(new Error("x"))).toBe(false)
+    expect(new Errors.RateLimited({ endpoint: "a", status: 429, retryAfter: Duration.seconds(3) }).message).toBe(
+      "RateLimited from a (HTTP 429), retry after 3s"
+    )
+  })
+})
