@@ -104,6 +104,12 @@ export interface EndpointStats {
   readonly recentLatencyMs: number | null
   /** Epoch ms until which the circuit is open. */
   readonly unhealthyUntil: number | null
+  /** Epoch ms until which the endpoint rests after a 429. */
+  readonly cooldownUntil: number | null
+  /** Calls that ended rate limited (also in `failures`). */
+  readonly rateLimited: number
+  /** The share of its normal traffic it takes now: below 1 during slow start. */
+  readonly trafficShare: number
   readonly weight: number
   readonly priority: number
 }
@@ -152,6 +158,11 @@ export interface BalancerService {
    * as long as the scope lasts (the same bound as `events`).
    */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Event>, never, Scope.Scope>
+  /**
+   * Publishes an event on this balancer's stream; components built on the balancer (the
+   * router reports every attempt) use it so that one stream tells the whole story.
+   */
+  readonly publish: (event: Event) => Effect.Effect<void>
 }
 
 /**
@@ -173,6 +184,14 @@ export interface Options {
   readonly strategy?: Strategy.Strategy | Strategy.BuiltInName | undefined
   /** Overrides of `Health.defaultPolicy`. */
   readonly health?: Health.PolicyInput | undefined
+  /**
+   * When no endpoint can serve because every candidate's circuit is open, send the call
+   * to the one that reopens first instead of failing. Default false: failing fast with
+   * `NoEndpointAvailable` (which says when the first one reopens) costs the caller
+   * nothing, while a call to an endpoint that is down costs it a full timeout; turn it on
+   * when a likely failure is still better than a certain one.
+   */
+  readonly panic?: boolean | undefined
 }
 
 /**

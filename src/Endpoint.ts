@@ -106,6 +106,11 @@ export class Endpoint extends Schema.Class<Endpoint>("Endpoint")({
   cost: Schema.optionalWith(Cost, { exact: true }),
   /** Input + output tokens the model accepts. */
   contextWindow: Schema.optionalWith(PositiveInt, { exact: true }),
+  /**
+   * Endpoints that share one API key or account: a 429 from one of them cools them all
+   * down, since the provider's limit is theirs together.
+   */
+  quotaGroup: Schema.optionalWith(NonEmpty, { exact: true }),
   /** Consecutive failures that open the circuit; overrides the balancer's health policy. */
   maxFailures: Schema.optionalWith(PositiveInt, { exact: true }),
   /** How long an open circuit stays open before a probe; overrides the balancer's health policy. */

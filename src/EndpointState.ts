@@ -37,6 +37,10 @@ export interface EndpointState {
   readonly cooldownUntil: number
   /** Calls that ended rate limited (also counted in `failures`). */
   readonly rateLimited: number
+  /** Times the circuit opened since it last closed cleanly: the exponent of the open period. */
+  readonly openings: number
+  /** When the circuit last closed after being open (epoch ms), for slow start; -Infinity if never. */
+  readonly closedAt: number
 }
 
 /**
@@ -58,7 +62,9 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   held: false,
   removed: false,
   cooldownUntil: 0,
-  rateLimited: 0
+  rateLimited: 0,
+  openings: 0,
+  closedAt: -Infinity
 })
 
 type Mutable = { -readonly [K in keyof EndpointState]: EndpointState[K] }
@@ -83,7 +89,9 @@ const clone = (s: EndpointState): Mutable => ({
   held: s.held,
   removed: s.removed,
   cooldownUntil: s.cooldownUntil,
-  rateLimited: s.rateLimited
+  rateLimited: s.rateLimited,
+  openings: s.openings,
+  closedAt: s.closedAt
 })
 
 /**
@@ -174,8 +182,8 @@ export const onAcquire = (state: EndpointState, probe: boolean): EndpointState =
   const circuit = state.circuit
   if (probe && circuit._tag !== "Closed") {
     next.circuit = circuit._tag === "HalfOpen"
-      ? { _tag: "HalfOpen", probes: circuit.probes + 1, since: circuit.since }
-      : { _tag: "HalfOpen", probes: 1, since: circuit.since }
+      ? { _tag: "HalfOpen", probes: circuit.probes + 1, successes: circuit.successes, since: circuit.since }
+      : { _tag: "HalfOpen", probes: 1, successes: 0, since: circuit.since }
   }
   return next
 }
@@ -204,11 +212,12 @@ const isCurrentProbe = (circuit: Health.Circuit, probe: Probe): circuit is Healt
 
 const endProbe = (circuit: Health.Circuit, probe: Probe): Health.Circuit =>
   isCurrentProbe(circuit, probe)
-    ? { _tag: "HalfOpen", probes: Math.max(0, circuit.probes - 1), since: circuit.since }
+    ? { _tag: "HalfOpen", probes: Math.max(0, circuit.probes - 1), successes: circuit.successes, since: circuit.since }
     : circuit
 
 /**
- * A call succeeded. A successful probe closes the circuit.
+ * A call succeeded. `halfOpenSuccesses` successful probes close the circuit, forget the
+ * earlier openings and start the slow start.
  *
  * @since 0.1.0
  * @category transitions
@@ -228,14 +237,31 @@ export const onSuccess = (
     next.latencyCount = state.latencyCount + 1
   }
   next.recent = Health.record(state.recent, now, state.policy.windowMs, false, latencyMs)
-  if (isCurrentProbe(state.circuit, probe)) next.circuit = Health.closed
+  const circuit = state.circuit
+  if (isCurrentProbe(circuit, probe)) {
+    if (circuit.successes + 1 >= state.policy.halfOpenSuccesses) {
+      next.circuit = Health.closed
+      next.openings = 0
+      next.closedAt = now
+    } else {
+      next.circuit = {
+        _tag: "HalfOpen",
+        probes: Math.max(0, circuit.probes - 1),
+        successes: circuit.successes + 1,
+        since: circuit.since
+      }
+    }
+  }
   return next
 }
 
 /**
  * A call failed. `countsAgainstHealth` is false for failures that are not the endpoint's
- * fault (a bad request); those update the counters but not the circuit. A failed probe,
- * or the `maxFailures`-th consecutive failure of a closed circuit, opens it.
+ * fault (a bad request); those update the counters but not the circuit. The circuit opens
+ * on a failed probe, on the `maxFailures`-th consecutive failure of a closed circuit, or
+ * when the recent error rate reaches `failureRateThreshold` over at least
+ * `failureRateMinRequests` recent calls. It stays open for `Health.openDurationMs`, for
+ * which `jitter` (in [0, 1), from the balancer's `Random`) is the random part.
  *
  * @since 0.1.0
  * @category transitions
@@ -245,7 +271,8 @@ export const onFailure = (
   now: number,
   latencyMs: number | undefined,
   probe: Probe,
-  countsAgainstHealth: boolean = true
+  countsAgainstHealth: boolean = true,
+  jitter: number = 0
 ): EndpointState => {
   const next = clone(state)
   next.active = Math.max(0, state.active - 1)
@@ -256,9 +283,16 @@ export const onFailure = (
   }
   next.consecutiveFailures = state.consecutiveFailures + 1
   next.recent = Health.record(state.recent, now, state.policy.windowMs, true, latencyMs)
+  const p = state.policy
   const open = isCurrentProbe(state.circuit, probe) ||
-    (state.circuit._tag === "Closed" && next.consecutiveFailures >= state.policy.maxFailures)
-  if (open) next.circuit = { _tag: "Open", since: now, until: now + state.policy.recoveryTimeoutMs }
+    (state.circuit._tag === "Closed" &&
+      (next.consecutiveFailures >= p.maxFailures ||
+        (Health.recentErrorRate(next.recent) >= p.failureRateThreshold &&
+          Health.recentCalls(next.recent, now, p.windowMs) >= p.failureRateMinRequests)))
+  if (open) {
+    next.circuit = { _tag: "Open", since: now, until: now + Health.openDurationMs(p, state.openings, jitter) }
+    next.openings = state.openings + 1
+  }
   return next
 }
 
@@ -277,6 +311,19 @@ export const onRateLimited = (state: EndpointState, until: number, probe: Probe)
   next.rateLimited = state.rateLimited + 1
   next.cooldownUntil = Math.max(state.cooldownUntil, until)
   next.circuit = endProbe(state.circuit, probe)
+  return next
+}
+
+/**
+ * Rests the endpoint until `until` without a call of its own ending (another endpoint of
+ * its quota group was rate limited).
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const coolDown = (state: EndpointState, until: number): EndpointState => {
+  const next = clone(state)
+  next.cooldownUntil = Math.max(state.cooldownUntil, until)
   return next
 }
 
@@ -311,7 +358,8 @@ export const onCancel = (state: EndpointState, probe: Probe): EndpointState => {
 }
 
 /**
- * Manual recovery: releases a hold, closes the circuit and forgets consecutive failures.
+ * Manual recovery: releases a hold, ends a cooldown, closes the circuit and forgets
+ * consecutive failures and earlier openings. It takes full traffic at once (no slow start).
  *
  * @since 0.1.0
  * @category transitions
@@ -321,6 +369,8 @@ export const forceHealthy = (state: EndpointState): EndpointState => {
   next.held = false
   next.consecutiveFailures = 0
   next.circuit = Health.closed
+  next.openings = 0
+  next.cooldownUntil = 0
   return next
 }
 
@@ -348,6 +398,15 @@ export const markRemoved = (state: EndpointState): EndpointState => {
   next.removed = true
   return next
 }
+
+/**
+ * The share of its normal traffic the endpoint takes now (see `Health.slowStartFactor`).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const trafficShare = (state: EndpointState, now: number): number =>
+  Health.slowStartFactor(state.policy, now - state.closedAt)
 
 /**
  * Average latency of all successful calls (ms), or `undefined` before the first one.

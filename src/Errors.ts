@@ -355,8 +355,13 @@ export interface Attempt {
   /** Epoch ms from `Clock`. */
   readonly startedAt: number
   readonly latencyMs: number
-  /** `"Success"` or the tag of the `ProviderError` the attempt ended with. */
-  readonly outcome: "Success" | ProviderError["_tag"]
+  /** True for a hedge: a second attempt started because the first was slow. */
+  readonly hedge: boolean
+  /**
+   * `"Success"`, the tag of the `ProviderError` the attempt ended with, or `"Cancelled"`
+   * (it lost a hedge race, or the call was interrupted).
+   */
+  readonly outcome: "Success" | "Cancelled" | ProviderError["_tag"]
 }
 
 /**

@@ -30,6 +30,17 @@ export type Event = Data.TaggedEnum<{
   EndpointRateLimited: { readonly name: string; readonly at: number; readonly until: number }
   /** An open circuit's recovery time passed and a probe was sent. */
   EndpointProbing: { readonly name: string; readonly at: number }
+  /** The router finished one attempt of a call on an endpoint. */
+  AttemptEnded: {
+    readonly name: string
+    readonly at: number
+    /** 1 for a call's first attempt; a hedge shares its round's number. */
+    readonly attempt: number
+    readonly hedge: boolean
+    /** `"Success"`, `"Cancelled"` (it lost a hedge race or the call was interrupted) or the error's tag. */
+    readonly outcome: string
+    readonly latencyMs: number
+  }
   /** An endpoint takes calls again: a probe succeeded, or it was forced healthy. */
   EndpointRecovered: { readonly name: string; readonly at: number; readonly reason: "probe-succeeded" | "forced" }
 }>

@@ -45,8 +45,11 @@ export type Status = "healthy" | "degraded" | "unhealthy"
 export type Circuit =
   | { readonly _tag: "Closed" }
   | { readonly _tag: "Open"; readonly since: number; readonly until: number }
-  /** `since` is the open period's; a probe carries it so a late probe of an earlier period is told apart. */
-  | { readonly _tag: "HalfOpen"; readonly probes: number; readonly since: number }
+  /**
+   * `probes` in flight and `successes` so far; `since` is the open period's, and a probe
+   * carries it so that a late probe of an earlier period is told apart.
+   */
+  | { readonly _tag: "HalfOpen"; readonly probes: number; readonly successes: number; readonly since: number }
 
 /**
  * @since 0.1.0
@@ -64,10 +67,35 @@ export const closed: Circuit = { _tag: "Closed" }
 export interface Policy {
   /** Consecutive failures that open the circuit. Default 3 (the seeds' `max_failures`). */
   readonly maxFailures: number
-  /** How long the circuit stays open before a probe. Default 30 seconds. */
+  /**
+   * The recent error rate that opens the circuit, once `failureRateMinRequests` calls were
+   * seen in the recent window. Default 0.5.
+   */
+  readonly failureRateThreshold: number
+  /** Default 20. */
+  readonly failureRateMinRequests: number
+  /**
+   * How long the circuit stays open the first time before a probe. Default 5 seconds (the
+   * seeds used 30).
+   */
   readonly recoveryTimeout: Duration.Duration
+  /**
+   * Each time the circuit opens again without a clean close in between, the open period
+   * grows by this factor, up to `maxRecoveryTimeout`, with full jitter on the growth.
+   * Default 2.
+   */
+  readonly recoveryFactor: number
+  /** Default 5 minutes. */
+  readonly maxRecoveryTimeout: Duration.Duration
   /** Probes in flight at once while half-open. Default 1. */
   readonly halfOpenProbes: number
+  /** Successful probes that close the circuit. Default 1. */
+  readonly halfOpenSuccesses: number
+  /**
+   * After the circuit closes again, the endpoint's share of traffic ramps from 10 % to
+   * full over this long instead of jumping back at once. Default 30 seconds; 0 turns it off.
+   */
+  readonly slowStart: Duration.Duration
   /** Time constant of the recent statistics (error rate, latency). Default 30 seconds. */
   readonly window: Duration.Duration
   /** Recent error rate at which a closed endpoint is DEGRADED. Default 0.2. */
@@ -91,8 +119,14 @@ export interface Policy {
  */
 export const defaultPolicy: Policy = {
   maxFailures: 3,
-  recoveryTimeout: Duration.seconds(30),
+  failureRateThreshold: 0.5,
+  failureRateMinRequests: 20,
+  recoveryTimeout: Duration.seconds(5),
+  recoveryFactor: 2,
+  maxRecoveryTimeout: Duration.minutes(5),
   halfOpenProbes: 1,
+  halfOpenSuccesses: 1,
+  slowStart: Duration.seconds(30),
   window: Duration.seconds(30),
   degradedErrorRate: 0.2,
   degradedMinRequests: 5,
@@ -109,8 +143,19 @@ export const defaultPolicy: Policy = {
  */
 export const PolicyInput = Schema.Struct({
   maxFailures: Schema.optionalWith(schemas.PositiveInt, { exact: true }),
+  failureRateThreshold: Schema.optionalWith(schemas.Ratio, { exact: true }),
+  failureRateMinRequests: Schema.optionalWith(schemas.NonNegativeFinite, { exact: true }),
   recoveryTimeout: Schema.optionalWith(schemas.DurationInput, { exact: true }),
+  recoveryFactor: Schema.optionalWith(
+    Schema.Number.pipe(
+      Schema.filter((n) => (Number.isFinite(n) && n >= 1) || `must be a number of at least 1, got ${n}`)
+    ),
+    { exact: true }
+  ),
+  maxRecoveryTimeout: Schema.optionalWith(schemas.DurationInput, { exact: true }),
   halfOpenProbes: Schema.optionalWith(schemas.PositiveInt, { exact: true }),
+  halfOpenSuccesses: Schema.optionalWith(schemas.PositiveInt, { exact: true }),
+  slowStart: Schema.optionalWith(schemas.DurationInput, { exact: true }),
   window: Schema.optionalWith(
     schemas.DurationInput.pipe(Schema.filter((d) => Duration.toMillis(d) > 0 || "must be longer than 0")),
     { exact: true }
@@ -148,8 +193,14 @@ export const decodePolicy = (
  */
 export interface Resolved {
   readonly maxFailures: number
+  readonly failureRateThreshold: number
+  readonly failureRateMinRequests: number
   readonly recoveryTimeoutMs: number
+  readonly recoveryFactor: number
+  readonly maxRecoveryTimeoutMs: number
   readonly halfOpenProbes: number
+  readonly halfOpenSuccesses: number
+  readonly slowStartMs: number
   readonly windowMs: number
   readonly degradedErrorRate: number
   readonly degradedMinRequests: number
@@ -167,8 +218,18 @@ export interface Resolved {
  */
 export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
   maxFailures: endpoint.maxFailures ?? policy.maxFailures,
+  failureRateThreshold: policy.failureRateThreshold,
+  failureRateMinRequests: policy.failureRateMinRequests,
   recoveryTimeoutMs: Duration.toMillis(endpoint.recoveryTimeout ?? policy.recoveryTimeout),
+  recoveryFactor: policy.recoveryFactor,
+  // an endpoint's own recoveryTimeout longer than the cap raises the cap with it
+  maxRecoveryTimeoutMs: Math.max(
+    Duration.toMillis(policy.maxRecoveryTimeout),
+    Duration.toMillis(endpoint.recoveryTimeout ?? policy.recoveryTimeout)
+  ),
   halfOpenProbes: policy.halfOpenProbes,
+  halfOpenSuccesses: policy.halfOpenSuccesses,
+  slowStartMs: Duration.toMillis(policy.slowStart),
   windowMs: Duration.toMillis(policy.window),
   degradedErrorRate: policy.degradedErrorRate,
   degradedMinRequests: policy.degradedMinRequests,
@@ -176,6 +237,36 @@ export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
   rateLimitCooldownMs: Duration.toMillis(policy.rateLimitCooldown),
   maxCooldownMs: Duration.toMillis(policy.maxCooldown)
 })
+
+/**
+ * How long the circuit stays open the `openings`-th time in a row (0 for the first):
+ * `recoveryTimeout` the first time; after that `recoveryTimeout` plus a random part
+ * (`jitter` in [0, 1)) of the growth to `recoveryTimeout x recoveryFactor^openings`,
+ * capped at `maxRecoveryTimeout`. The first period is exact, so a user can rely on it;
+ * the jitter on the growth keeps endpoints that failed together from being probed
+ * together, and the floor keeps a flapping endpoint from being probed at once.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const openDurationMs = (policy: Resolved, openings: number, jitter: number): number => {
+  const base = policy.recoveryTimeoutMs
+  if (openings <= 0) return base
+  const grown = Math.min(policy.maxRecoveryTimeoutMs, base * Math.pow(policy.recoveryFactor, openings))
+  return Math.round(base + jitter * Math.max(0, grown - base))
+}
+
+/**
+ * The share of its normal traffic an endpoint takes `sinceClose` ms after its circuit
+ * closed again: from 10 % up to 100 % over `slowStart`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const slowStartFactor = (policy: Resolved, sinceClose: number): number =>
+  policy.slowStartMs <= 0 || sinceClose >= policy.slowStartMs
+    ? 1
+    : 0.1 + 0.9 * Math.max(0, sinceClose) / policy.slowStartMs
 
 /**
  * Statistics over the recent window, kept as exponentially decayed sums so that one

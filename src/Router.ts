@@ -11,6 +11,9 @@
  *   `percent` of the calls (plus a small floor), so a total outage costs about 1.1x the
  *   attempts, not 3x.
  * - A `ContextLengthExceeded` moves the call to endpoints with a larger `contextWindow`.
+ * - Hedging (opt-in): a slow attempt gets a twin on another endpoint; the first answer wins.
+ * - Per-tier limits: attempts and attempt timeouts for each fallback tier.
+ * - Every attempt is in the result (or the error), and on the balancer's event stream.
  * - Interrupting the call interrupts the attempt in flight and releases its lease.
  * - Each call and attempt runs in a span, and counters and a latency histogram are kept
  *   as Effect `Metric`s.
@@ -45,6 +48,28 @@ export interface Policy {
   readonly attemptTimeout?: Duration.DurationInput | undefined
   /** What every attempt asks of the endpoint (tags, context window, waiting for capacity). */
   readonly hints?: Hints | undefined
+  /**
+   * Hedging (off by default): when an attempt has not answered after `delay`, start a
+   * second one on another endpoint; the first to succeed wins and the other is
+   * interrupted (its lease released). A hedge is paid from the retry budget; without
+   * budget, or without another endpoint, the attempt simply goes on alone.
+   */
+  readonly hedge?: { readonly delay: Duration.DurationInput } | undefined
+  /**
+   * Limits per fallback tier (an endpoint's `priority`): at most `maxAttempts` attempts on
+   * the tier's endpoints (then only other tiers are tried) and `attemptTimeout` for each.
+   */
+  readonly tiers?:
+    | Readonly<
+      Record<
+        number,
+        {
+          readonly maxAttempts?: number | undefined
+          readonly attemptTimeout?: Duration.DurationInput | undefined
+        }
+      >
+    >
+    | undefined
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Exit, Fiber, Queue, Stream, TestClock } from "effect"
+import { Chunk, Duration, Effect, Exit, Fiber, Queue, Random, Stream, TestClock } from "effect"
 import { Errors, Outcome } from "../src/index.js"
 import { endpoint, makeBalancer, pick } from "./helpers.js"
 
@@ -18,7 +18,8 @@ describe("health", () => {
       const s = stats.find((x) => x.name === "b")!
       expect(s.status).toBe("unhealthy")
       expect(s.circuit).toBe("open")
-      expect(s.unhealthyUntil).toBe(30_000)
+      // the default first open period is 5 seconds
+      expect(s.unhealthyUntil).toBe(5_000)
       expect(s.failures).toBe(2)
       expect(yield* pick(b, 3)).toEqual(["a", "a", "a"])
       expect((yield* b.healthyEndpoints).map((e) => e.name)).toEqual(["a"])
@@ -41,6 +42,7 @@ describe("health", () => {
   it.scoped("after recoveryTimeout one probe is admitted; its success closes the circuit", () =>
     Effect.gen(function*() {
       const b = yield* makeBalancer({ endpoints: [endpoint("a", { recoveryTimeout: "10 seconds" })] })
+      // (10 s here; the default is 5 s)
       const events = yield* b.subscribe
       for (let i = 0; i < 3; i++) yield* Effect.either(b.use(fail))
       const refused = yield* Effect.flip(b.acquire())
@@ -63,16 +65,96 @@ describe("health", () => {
       expect(tags).toEqual(["EndpointUnhealthy", "EndpointProbing", "EndpointRecovered"])
     }))
 
-  it.scoped("a failed probe opens the circuit again for another recoveryTimeout", () =>
+  it.scoped("a failed probe opens the circuit again, for longer each time, until a clean close", () =>
     Effect.gen(function*() {
-      const b = yield* makeBalancer({ endpoints: [endpoint("a")], health: { maxFailures: 1, recoveryTimeout: 5000 } })
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a")],
+        health: { maxFailures: 1, recoveryTimeout: 5000, recoveryFactor: 2, maxRecoveryTimeout: "30 seconds" }
+      })
       yield* Effect.either(b.use(fail))
-      yield* TestClock.adjust("5 seconds")
-      const probe = yield* b.acquire()
-      yield* b.release(probe, Outcome.failure("still down"))
+      expect((yield* b.stats)[0].unhealthyUntil).toBe(5_000)
+      // each failed probe: the next period is between the base and base x 2^n (capped)
+      const periods: Array<number> = []
+      let now = 5_000
+      for (let n = 1; n <= 4; n++) {
+        yield* TestClock.setTime(now)
+        const probe = yield* b.acquire()
+        expect(probe.probe).toBe(true)
+        yield* b.release(probe, Outcome.failure("still down"))
+        const [s] = yield* b.stats
+        expect(s.circuit).toBe("open")
+        periods.push(s.unhealthyUntil! - now)
+        now = s.unhealthyUntil!
+      }
+      expect(periods[0]).toBeGreaterThanOrEqual(5_000)
+      expect(periods[0]).toBeLessThanOrEqual(10_000)
+      expect(periods[1]).toBeLessThanOrEqual(20_000)
+      for (const p of periods) {
+        expect(p).toBeGreaterThanOrEqual(5_000)
+        expect(p).toBeLessThanOrEqual(30_000)
+      }
+      // a clean close forgets the openings: the next open period is the base again
+      yield* TestClock.setTime(now)
+      yield* b.release(yield* b.acquire(), Outcome.success())
+      yield* Effect.either(b.use(fail))
+      expect((yield* b.stats)[0].unhealthyUntil! - now).toBe(5_000)
+    }).pipe(Effect.withRandom(Random.make("backoff"))))
+
+  it.scoped("the error rate opens the circuit once enough calls were seen", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a")],
+        health: { maxFailures: 100, failureRateThreshold: 0.5, failureRateMinRequests: 10 }
+      })
+      // alternate successes and failures: never 2 failures in a row, but a 50 % error rate
+      for (let i = 0; i < 9; i++) {
+        yield* Effect.either(b.use(i % 2 === 0 ? () => Effect.void : fail))
+      }
+      // 4 failures in 9 calls: under the minimum volume
+      expect((yield* b.stats)[0].circuit).toBe("closed")
+      yield* Effect.either(b.use(fail))
       const [s] = yield* b.stats
+      expect(s.consecutiveFailures).toBe(1)
       expect(s.circuit).toBe("open")
-      expect(s.unhealthyUntil).toBe(10_000)
+    }))
+
+  it.scoped("slow start: a recovered endpoint's share ramps up instead of jumping back", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a"), endpoint("b")],
+        strategy: "round-robin",
+        health: { maxFailures: 1, recoveryTimeout: "1 second", slowStart: "30 seconds" }
+      })
+      yield* Effect.either(b.use(fail, { exclude: ["b"] }))
+      yield* TestClock.adjust("1 second")
+      // the probe closes the circuit
+      yield* b.release(yield* b.acquire(), Outcome.success())
+      const share = (names: ReadonlyArray<string>) => names.filter((n) => n === "a").length / names.length
+      const early = share(yield* pick(b, 400))
+      yield* TestClock.adjust("15 seconds")
+      const middle = share(yield* pick(b, 400))
+      yield* TestClock.adjust("15 seconds")
+      const late = share(yield* pick(b, 400))
+      // round robin would give a half; slow start starts near 10 % of that
+      expect(early).toBeLessThan(0.15)
+      expect(middle).toBeGreaterThan(early)
+      expect(middle).toBeLessThan(0.45)
+      expect(late).toBe(0.5)
+    }).pipe(Effect.withRandom(Random.make("slow start"))))
+
+  it.scoped("panic mode routes to the endpoint that reopens first instead of failing", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a", { recoveryTimeout: "20 seconds" }), endpoint("b", { recoveryTimeout: "10 seconds" })],
+        health: { maxFailures: 1 },
+        panic: true
+      })
+      yield* Effect.either(b.use(fail, { exclude: ["b"] }))
+      yield* Effect.either(b.use(fail, { exclude: ["a"] }))
+      expect(yield* pick(b, 2)).toEqual(["b", "b"])
+      const calm = yield* makeBalancer({ endpoints: [endpoint("a")], health: { maxFailures: 1 } })
+      yield* Effect.either(calm.use(fail))
+      expect((yield* Effect.flip(calm.acquire()))._tag).toBe("NoEndpointAvailable")
     }))
 
   it.scoped("an interrupted probe frees its probe slot", () =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Duration, Effect, Exit, Fiber, Layer, Random, Schedule, TestClock } from "effect"
+import { Chunk, Context, Duration, Effect, Exit, Fiber, Layer, Queue, Random, Schedule, TestClock } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Router } from "../src/index.js"
 import { endpoint } from "./helpers.js"
@@ -190,6 +190,107 @@ describe("Router.execute", () => {
     }))
 })
 
+describe("hedging", () => {
+  it.scoped("a slow attempt gets a twin on another endpoint; the first answer wins, the loser is cancelled", () =>
+    Effect.gen(function*() {
+      const { balancer, context } = yield* setup({
+        endpoints: [endpoint("slow"), endpoint("fast")],
+        strategy: "round-robin"
+      })
+      const p = scripted({
+        slow: () => Effect.as(Effect.sleep("10 seconds"), "slow answer"),
+        fast: () => Effect.as(Effect.sleep("100 millis"), "fast answer")
+      })
+      const fiber = yield* Effect.fork(run(context, Router.execute(p.call, { hedge: { delay: "1 second" } })))
+      yield* TestClock.adjust("1100 millis")
+      const result = yield* Fiber.join(fiber)
+      expect(result.value).toBe("fast answer")
+      expect(result.attempts.map((a) => [a.endpoint, a.hedge, a.outcome, a.startedAt, a.latencyMs])).toEqual([
+        ["fast", true, "Success", 1000, 100],
+        ["slow", false, "Cancelled", 0, 1100]
+      ])
+      const stats = yield* balancer.stats
+      expect(stats.map((s) => [s.name, s.active, s.successes, s.failures])).toEqual([
+        ["slow", 0, 0, 0],
+        ["fast", 0, 1, 0]
+      ])
+    }))
+
+  it.scoped("no hedge when the first attempt answers in time, and none when it fails first", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({
+        endpoints: [endpoint("a"), endpoint("b")],
+        strategy: "round-robin",
+        health: { maxFailures: 100 }
+      })
+      const quick = scripted({ a: ok("a"), b: ok("b") })
+      const first = yield* run(context, Router.execute(quick.call, { hedge: { delay: "1 second" } }))
+      expect(first.attempts.length).toBe(1)
+      // a fast failure goes straight to failover, without waiting for the hedge delay
+      const failing = scripted({ a: down("a"), b: down("b") })
+      const fiber = yield* Effect.fork(
+        run(
+          context,
+          Router.execute(failing.call, { hedge: { delay: "1 second" }, maxAttempts: 2, backoff: Schedule.stop })
+        )
+      )
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.attempts.map((a) => [a.hedge, a.startedAt])).toEqual([[false, 0], [false, 0]])
+    }))
+})
+
+describe("tiers and quota groups", () => {
+  it.scoped("per-tier attempt limits and timeouts", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({
+        endpoints: [
+          endpoint("p1"),
+          endpoint("p2"),
+          endpoint("p3"),
+          endpoint("backup", { priority: 1 })
+        ],
+        strategy: "round-robin",
+        health: { maxFailures: 100 }
+      })
+      const hang = () => Effect.never
+      const p = scripted({ p1: hang, p2: hang, p3: hang, backup: ok("backup") })
+      const fiber = yield* Effect.fork(run(
+        context,
+        Router.execute(p.call, { maxAttempts: 5, tiers: { 0: { maxAttempts: 2, attemptTimeout: "1 second" } } })
+      ))
+      yield* TestClock.adjust("2 seconds")
+      const result = yield* Fiber.join(fiber)
+      // two attempts on tier 0 (1 s each), then tier 1 although p3 was never tried
+      expect(result.attempts.map((a) => [a.endpoint, a.outcome, a.latencyMs])).toEqual([
+        ["p1", "Timeout", 1000],
+        ["p2", "Timeout", 1000],
+        ["backup", "Success", 0]
+      ])
+    }))
+
+  it.scoped("a 429 on one endpoint of a quota group cools the whole group", () =>
+    Effect.gen(function*() {
+      const { balancer } = yield* setup({
+        endpoints: [
+          endpoint("key1-us", { quotaGroup: "key1" }),
+          endpoint("key1-eu", { quotaGroup: "key1" }),
+          endpoint("key2")
+        ]
+      })
+      yield* Effect.either(
+        balancer.use(() => Effect.fail(new Errors.RateLimited({ retryAfter: Duration.seconds(20) })), {
+          exclude: ["key1-eu", "key2"]
+        })
+      )
+      const stats = yield* balancer.stats
+      expect(stats.map((s) => s.status)).toEqual(["unhealthy", "unhealthy", "healthy"])
+      const error = yield* Effect.flip(balancer.acquire({ exclude: ["key2"] }))
+      expect(error.passedOver.map((x) => x.reason)).toEqual(["cooling-down", "cooling-down", "excluded"])
+      expect(error.passedOver[0].until).toBe(error.passedOver[1].until)
+    }).pipe(Effect.withRandom(Random.make("quota"))))
+})
+
 describe("retry budget", () => {
   it.scoped("a total outage costs at most about 1.1x the attempts once the budget is in force", () =>
     Effect.gen(function*() {
@@ -197,7 +298,7 @@ describe("retry budget", () => {
         {
           endpoints: [endpoint("a"), endpoint("b"), endpoint("c")],
           // keep circuits closed: this test is about the budget alone
-          health: { maxFailures: 1_000_000 }
+          health: { maxFailures: 1_000_000, failureRateThreshold: 1, failureRateMinRequests: 1_000_000 }
         },
         { retryBudget: { percent: 0.1, minPerSecond: 1, ttl: "10 seconds" } }
       )
@@ -251,8 +352,12 @@ describe("provider errors and health", () => {
       expect(p.calls.filter((n) => n === "a").length).toBe(1)
       yield* TestClock.adjust(Duration.millis(until))
       expect((yield* balancer.acquire({ exclude: ["b"] })).endpoint.name).toBe("a")
-      const event = yield* events.take
-      expect(event).toEqual({ _tag: "EndpointRateLimited", name: "a", at: 0, until })
+      const all = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
+      expect(all.filter((e) => e._tag === "EndpointRateLimited")).toEqual([
+        { _tag: "EndpointRateLimited", name: "a", at: 0, until }
+      ])
+      // every attempt is on the stream too
+      expect(all.filter((e) => e._tag === "AttemptEnded").length).toBe(p.calls.length)
     }).pipe(Effect.withRandom(Random.make("429"))))
 
   it.scoped("a Retry-After over the cap is treated as an outage", () =>

@@ -1,5 +1,5 @@
 import type { Scope } from "effect"
-import { Cause, Duration, Effect, Either, Exit, PubSub, Random, Ref, Stream } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Metric, PubSub, Random, Ref, Stream } from "effect"
 import type { BalancerService, EndpointStats, Hints, Lease, Options } from "../Balancer.js"
 import * as Endpoint from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
@@ -32,6 +32,7 @@ export interface Resolved {
   readonly endpoints: ReadonlyArray<Endpoint.Endpoint>
   readonly strategy: Strategy.Strategy
   readonly policy: Health.Policy
+  readonly panic: boolean
 }
 
 const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${prefix}.${path}`
@@ -92,7 +93,7 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
   }
   return issues.length > 0 || Either.isLeft(policy)
     ? Either.left(new InvalidConfig({ issues }))
-    : Either.right({ endpoints, strategy, policy: policy.right })
+    : Either.right({ endpoints, strategy, policy: policy.right, panic: options.panic === true })
 }
 
 const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: number): Table.Ending => {
@@ -130,6 +131,10 @@ const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number, jitt
   }
 }
 
+const transitions = Metric.counter("llm_balancer_endpoint_events_total", {
+  description: "Endpoint health changes (unhealthy, probing, recovered, rate limited, added, removed)"
+})
+
 const noHints: Table.Request = { exclude: undefined, tags: undefined, minContextWindow: undefined }
 
 export const make = (options: Options): Effect.Effect<BalancerService, InvalidConfig, Scope.Scope> =>
@@ -145,7 +150,7 @@ export const make = (options: Options): Effect.Effect<BalancerService, InvalidCo
  */
 export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { policy, strategy } = resolved
+    const { panic, policy, strategy } = resolved
     const clock = yield* Effect.clock
     // one draw from `Random` seeds the balancer's own generator (strategies, jitter)
     const draw = random.fromSeed(yield* Random.nextInt)
@@ -166,8 +171,15 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     let freed = 0
     const waiters = new Waiters()
 
+    // health transitions are counted as metrics too; they are rare, so this costs nothing per call
     const publish = (events: ReadonlyArray<Event>): Effect.Effect<void> =>
-      events.length === 0 ? Effect.void : PubSub.publishAll(pubsub, events)
+      events.length === 0 ? Effect.void : Effect.zipRight(
+        Effect.forEach(events, (event) =>
+          Metric.increment(
+            Metric.tagged(Metric.tagged(transitions, "endpoint", event.name), "event", event._tag)
+          ), { discard: true }),
+        PubSub.publishAll(pubsub, events)
+      )
 
     const granted = (result: Table.AcquireResult & { _tag: "Acquired" }, now: number): Effect.Effect<Lease> => {
       const lease = new LeaseImpl(owner, result.entry.endpoint, result.entry.id, now, result.probe)
@@ -181,7 +193,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const acquireNow = (request: Table.Request): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.flatten(Ref.modify(ref, (table) => {
         const now = clock.unsafeCurrentTimeMillis()
-        const [result, next] = Table.acquire(table, strategy, request, now, draw)
+        const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
         return [result._tag === "Acquired" ? granted(result, now) : refused(result), next]
       }))
 
@@ -203,7 +215,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         }`
         const loop: Effect.Effect<Lease, NoEndpointAvailable> = Effect.flatten(Ref.modify(ref, (table) => {
           const now = clock.unsafeCurrentTimeMillis()
-          const [result, next] = Table.acquire(table, strategy, request, now, draw)
+          const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
           if (result._tag === "Acquired") return [granted(result, now), next]
           if (now >= deadline) return [refused(result), next]
           const seen = freed
@@ -339,7 +351,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       ),
       stats: withLive((entries, now) => entries.map((e) => statsOf(e, now))),
       events: Stream.fromPubSub(pubsub),
-      subscribe: PubSub.subscribe(pubsub)
+      subscribe: PubSub.subscribe(pubsub),
+      publish: (event) => event._tag === "AttemptEnded" ? PubSub.publish(pubsub, event) : publish([event])
     }
     return service
   })
@@ -368,6 +381,9 @@ export const statsOf = (e: EndpointState.EndpointState, now: number): EndpointSt
     avgLatencyMs: average === undefined ? null : round(average, 1),
     recentLatencyMs: recentLatency === undefined ? null : round(recentLatency, 1),
     unhealthyUntil: e.circuit._tag === "Open" && now < e.circuit.until ? e.circuit.until : null,
+    cooldownUntil: now < e.cooldownUntil ? e.cooldownUntil : null,
+    rateLimited: e.rateLimited,
+    trafficShare: round(EndpointState.trafficShare(e, now), 3),
     weight: e.endpoint.weight,
     priority: e.endpoint.priority
   }

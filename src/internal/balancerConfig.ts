@@ -41,6 +41,7 @@ const endpoint = Config.map(
       outputPerMillion: opt(Config.number("outputPerMillion"))
     }),
     contextWindow: opt(Config.number("contextWindow")),
+    quotaGroup: opt(Config.string("quotaGroup")),
     maxFailures: opt(Config.number("maxFailures")),
     recoveryTimeout: opt(Config.string("recoveryTimeout"))
   }),
@@ -56,10 +57,19 @@ export const options: Config.Config<Options> = Config.map(
       (list) => list.filter((e) => Object.keys(e).length > 0)
     ),
     strategy: opt(Config.string("strategy")),
+    panic: opt(Config.boolean("panic")),
     health: section("health", {
       maxFailures: opt(Config.number("maxFailures")),
+      failureRateThreshold: opt(Config.number("failureRateThreshold")),
+      failureRateMinRequests: opt(Config.number("failureRateMinRequests")),
       recoveryTimeout: opt(Config.string("recoveryTimeout")),
+      recoveryFactor: opt(Config.number("recoveryFactor")),
+      maxRecoveryTimeout: opt(Config.string("maxRecoveryTimeout")),
       halfOpenProbes: opt(Config.number("halfOpenProbes")),
+      halfOpenSuccesses: opt(Config.number("halfOpenSuccesses")),
+      slowStart: opt(Config.string("slowStart")),
+      rateLimitCooldown: opt(Config.string("rateLimitCooldown")),
+      maxCooldown: opt(Config.string("maxCooldown")),
       window: opt(Config.string("window")),
       degradedErrorRate: opt(Config.number("degradedErrorRate")),
       degradedMinRequests: opt(Config.number("degradedMinRequests")),

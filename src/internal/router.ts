@@ -1,11 +1,22 @@
 import type { Schedule } from "effect"
-import { Duration, Effect, Either, Metric, MetricBoundaries, ScheduleDecision, ScheduleIntervals } from "effect"
+import {
+  Cause,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Metric,
+  MetricBoundaries,
+  ScheduleDecision,
+  ScheduleIntervals
+} from "effect"
 import * as Schedules from "effect/Schedule"
 import type { Hints } from "../Balancer.js"
 import { Balancer } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
 import type { Attempt, NoEndpointAvailable, ProviderError } from "../Errors.js"
 import { RoutingFailed, Timeout } from "../Errors.js"
+import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
 import * as RetryBudget from "./retryBudget.js"
 
@@ -17,6 +28,7 @@ export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedules.exp
 
 const requests = Metric.counter("llm_balancer_requests_total", { description: "Calls routed" })
 const retries = Metric.counter("llm_balancer_retries_total", { description: "Attempts after the first" })
+const hedges = Metric.counter("llm_balancer_hedges_total", { description: "Hedged attempts started" })
 const failedCalls = Metric.counter("llm_balancer_failed_requests_total", {
   description: "Calls that failed in the end"
 })
@@ -31,6 +43,14 @@ const attemptLatency = Metric.histogram(
 
 type Failure = ProviderError | NoEndpointAvailable
 
+const toMillis = (d: Duration.DurationInput | undefined, otherwise: number) =>
+  d === undefined ? otherwise : Duration.toMillis(Duration.decode(d))
+
+/** Marks the hedge branch that found its primary already failed, so the primary's error is reported. */
+class PrimaryFailedFirst {
+  readonly _tag = "PrimaryFailedFirst"
+}
+
 export const make = (options?: Options): Effect.Effect<RouterService, never, Balancer> =>
   Effect.gen(function*() {
     const balancer = yield* Balancer
@@ -38,11 +58,16 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
     const settings: RetryBudget.Settings = {
       percent: options?.retryBudget?.percent ?? 0.1,
       minPerSecond: options?.retryBudget?.minPerSecond ?? 1,
-      ttlMs: Duration.toMillis(Duration.decode(options?.retryBudget?.ttl ?? "10 seconds"))
+      ttlMs: toMillis(options?.retryBudget?.ttl, 10_000)
     }
     // changed only in synchronous steps, so concurrent calls never lose an update
     let budget = RetryBudget.empty
     const defaults: Policy = options?.defaults ?? {}
+    const withdraw = () => {
+      const [allowed, next] = RetryBudget.withdraw(budget, clock.unsafeCurrentTimeMillis(), settings)
+      budget = next
+      return allowed
+    }
 
     const execute = <A, R>(
       call: (endpoint: Endpoint, attempt: number) => Effect.Effect<A, ProviderError, R>,
@@ -53,16 +78,18 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
         const maxAttempts = p.maxAttempts ?? 3
         const backoff = (p.backoff ?? defaultBackoff) as Schedule.Schedule<unknown, Failure | undefined>
         const start = clock.unsafeCurrentTimeMillis()
-        const deadline = p.timeout === undefined ? Infinity : start + Duration.toMillis(Duration.decode(p.timeout))
-        const attemptTimeoutMs = p.attemptTimeout === undefined ?
-          Infinity :
-          Duration.toMillis(Duration.decode(p.attemptTimeout))
+        const deadline = start + toMillis(p.timeout, Infinity)
+        const attemptTimeoutMs = toMillis(p.attemptTimeout, Infinity)
+        const hedgeDelay = p.hedge === undefined ? undefined : Duration.decode(p.hedge.delay)
         const hints: Hints = p.hints ?? {}
         budget = RetryBudget.deposit(budget, start, settings)
         yield* Metric.increment(requests)
 
         const attempts: Array<Attempt> = []
         const tried: Array<string> = []
+        // attempts per tier, and the endpoints of tiers whose attempts are spent
+        const perTier = new Map<number, number>()
+        const spentTiers: Array<string> = []
         let minContextWindow = hints.minContextWindow
         let scheduleState = backoff.initial
         let lastError: Failure | undefined
@@ -74,13 +101,15 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
           )
 
         /** One attempt on an endpoint the balancer picks under `attemptHints`. */
-        const attemptOn = (attemptHints: Hints, n: number) =>
+        const attemptOn = (attemptHints: Hints, n: number, hedge: boolean) =>
           balancer.use((endpoint) =>
             Effect.suspend(() => {
               const startedAt = clock.unsafeCurrentTimeMillis()
               lastEndpoint = endpoint
               if (!tried.includes(endpoint.name)) tried.push(endpoint.name)
-              const timeoutMs = Math.min(attemptTimeoutMs, deadline - startedAt)
+              const tier = p.tiers?.[endpoint.priority]
+              perTier.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
+              const timeoutMs = Math.min(toMillis(tier?.attemptTimeout, attemptTimeoutMs), deadline - startedAt)
               const timed = Number.isFinite(timeoutMs)
                 ? Effect.timeoutFail(call(endpoint, n), {
                   duration: Duration.millis(timeoutMs),
@@ -90,44 +119,100 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
                 : call(endpoint, n)
               const record = (outcome: Attempt["outcome"]) =>
                 Effect.suspend(() => {
-                  const latencyMs = clock.unsafeCurrentTimeMillis() - startedAt
-                  attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, outcome })
-                  return Effect.zipRight(
+                  const at = clock.unsafeCurrentTimeMillis()
+                  const latencyMs = at - startedAt
+                  attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
+                  return Effect.all([
                     Metric.increment(
                       Metric.tagged(Metric.tagged(attemptsTotal, "endpoint", endpoint.name), "outcome", outcome)
                     ),
-                    Effect.zipRight(
-                      Metric.update(Metric.tagged(attemptLatency, "endpoint", endpoint.name), latencyMs),
-                      Effect.annotateCurrentSpan("llm.outcome", outcome)
+                    Metric.update(Metric.tagged(attemptLatency, "endpoint", endpoint.name), latencyMs),
+                    Effect.annotateCurrentSpan("llm.outcome", outcome),
+                    balancer.publish(
+                      Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
                     )
-                  )
+                  ], { discard: true })
                 })
               return timed.pipe(
                 Effect.tapBoth({ onFailure: (e) => record(e._tag), onSuccess: () => record("Success") }),
+                Effect.onInterrupt(() => record("Cancelled")),
                 Effect.map((value) => [value, endpoint] as const),
                 Effect.withSpan("effect-llm-balancer.attempt", {
-                  attributes: { "llm.endpoint": endpoint.name, "llm.provider": endpoint.provider, "llm.attempt": n }
+                  attributes: {
+                    "llm.endpoint": endpoint.name,
+                    "llm.provider": endpoint.provider,
+                    "llm.attempt": n,
+                    hedge
+                  }
                 })
               )
             }), attemptHints)
 
+        /**
+         * An attempt, hedged when the policy asks: if it has not answered after the delay,
+         * a twin starts on an endpoint not tried yet; the first success wins and the other
+         * is interrupted. A primary that fails before the delay fails the round at once.
+         */
+        type Answer = Effect.Effect.Success<ReturnType<typeof attemptOn>>
+        type Needs = Effect.Effect.Context<ReturnType<typeof attemptOn>>
+        const round = (attemptHints: Hints, n: number): Effect.Effect<Answer, Failure, Needs> => {
+          if (hedgeDelay === undefined) return attemptOn(attemptHints, n, false)
+          return Effect.gen(function*() {
+            const primaryFailed = yield* Deferred.make<void>()
+            const primary = attemptOn(attemptHints, n, false).pipe(
+              Effect.tapError(() => Deferred.succeed(primaryFailed, undefined))
+            )
+            const twin = Effect.raceFirst(
+              Effect.as(Effect.sleep(hedgeDelay), true),
+              Effect.as(Deferred.await(primaryFailed), false)
+            ).pipe(Effect.flatMap((hedge): Effect.Effect<Answer, Failure | PrimaryFailedFirst, Needs> => {
+              if (!hedge) return Effect.fail(new PrimaryFailedFirst())
+              if (!withdraw()) return Effect.never
+              const untried: Hints = { ...attemptHints, exclude: [...(attemptHints.exclude ?? []), ...tried] }
+              return Effect.zipRight(
+                Metric.increment(hedges),
+                // no other endpoint: the primary goes on alone
+                Effect.catchTag(attemptOn(untried, n, true), "NoEndpointAvailable", () => Effect.never)
+              )
+            }))
+            return yield* Effect.race(primary, twin).pipe(
+              Effect.catchAllCause((cause) => {
+                // both failed: report the last real error
+                const errors = Cause.failures(cause)
+                const real = Array.from(errors).filter((e): e is Failure => !(e instanceof PrimaryFailedFirst))
+                // (the marker only comes with the primary's own error, so `real` is empty only for
+                // defects and interruptions, which pass through)
+                return real.length > 0
+                  ? Effect.fail(real[real.length - 1])
+                  : Effect.failCause(cause as Cause.Cause<Failure>)
+              })
+            )
+          })
+        }
+
         for (let n = 1;; n++) {
           if (n > 1) {
             if (n > maxAttempts) return yield* stop("attempts-exhausted")
-            const [allowed, next] = RetryBudget.withdraw(budget, clock.unsafeCurrentTimeMillis(), settings)
-            budget = next
-            if (!allowed) return yield* stop("retry-budget")
+            if (!withdraw()) return yield* stop("retry-budget")
             yield* Metric.increment(retries)
           }
           const now = clock.unsafeCurrentTimeMillis()
           if (now >= deadline) return yield* stop("deadline")
+          for (const [tier, count] of perTier) {
+            const limit = p.tiers?.[tier]?.maxAttempts
+            if (limit !== undefined && count >= limit) {
+              const names = (yield* balancer.endpoints).filter((e) => e.priority === tier).map((e) => e.name)
+              for (const name of names) if (!spentTiers.includes(name)) spentTiers.push(name)
+            }
+          }
+          const exclude = [...(hints.exclude ?? []), ...spentTiers]
           const untried: Hints = {
             ...hints,
-            exclude: [...(hints.exclude ?? []), ...tried],
+            exclude: [...exclude, ...tried],
             minContextWindow,
             wait: n === 1 ? hints.wait : undefined
           }
-          let outcome = yield* Effect.either(attemptOn(untried, n))
+          let outcome = yield* Effect.either(round(untried, n))
           if (Either.isLeft(outcome) && outcome.left._tag === "NoEndpointAvailable" && tried.length > 0) {
             // every routable endpoint was tried: back off, then any endpoint again
             const [state, , decision] = yield* backoff.step(now, lastError, scheduleState)
@@ -136,14 +221,14 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
             const delay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
             if (now + delay >= deadline) return yield* stop("deadline")
             if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
-            outcome = yield* Effect.either(attemptOn({ ...hints, minContextWindow, wait: undefined }, n))
+            outcome = yield* Effect.either(round({ ...hints, exclude, minContextWindow, wait: undefined }, n))
           }
           if (Either.isRight(outcome)) {
             const [value, endpoint] = outcome.right
             return { value, endpoint, attempts: attempts.slice() }
           }
           const error = outcome.left
-          lastError = error
+          if (error._tag !== "NoEndpointAvailable" || lastError === undefined) lastError = error
           if (error._tag === "NoEndpointAvailable") return yield* stop("no-endpoint")
           if (error._tag === "ContextLengthExceeded") {
             // only a larger window can help

@@ -70,19 +70,26 @@ const filteredOut = (
  * only the lowest `priority` tier with an admittable endpoint serves; in it, an endpoint
  * due for a half-open probe takes the request (so recovery is never starved), otherwise
  * the strategy ranks the healthy endpoints, or the degraded ones when none is healthy.
+ * An endpoint in slow start takes part in a pick only with probability equal to its
+ * traffic share (10 % rising to 100 %), and serves anyway when nothing else can.
+ *
+ * With `panic` on, when nothing can serve, the open-circuit endpoint that reopens first
+ * takes the call instead of it failing (Envoy's panic routing).
  */
 export const acquire = (
   table: Table,
   strategy: Strategy,
   request: Request,
   now: number,
-  random: () => number
+  random: () => number,
+  panic = false
 ): readonly [AcquireResult, Table] => {
   const entries = table.entries
   let tier = Infinity
   let probeAt = -1
   let healthy: Array<number> = []
   let degraded: Array<number> = []
+  let rampingUp: Array<number> = []
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]
     if (filteredOut(entry, request) !== undefined) continue
@@ -95,13 +102,16 @@ export const acquire = (
       probeAt = -1
       healthy = []
       degraded = []
+      rampingUp = []
     }
     if (admission === "probe") {
       if (probeAt === -1) probeAt = i
-    } else if (EndpointState.status(entry, now) === "healthy") {
-      healthy.push(i)
-    } else {
+    } else if (EndpointState.status(entry, now) !== "healthy") {
       degraded.push(i)
+    } else {
+      const share = EndpointState.trafficShare(entry, now)
+      if (share < 1 && random() >= share) rampingUp.push(i)
+      else healthy.push(i)
     }
   }
 
@@ -110,15 +120,20 @@ export const acquire = (
   if (probeAt !== -1) {
     chosen = probeAt
   } else {
-    const pool = healthy.length > 0 ? healthy : degraded
-    if (pool.length === 0) return [reject(table, request, now), table]
-    const [index, next] = strategy.select(pool.map((i) => entries[i]), strategyState, { now, random })
-    if (!(Number.isInteger(index) && index >= 0 && index < pool.length)) {
-      // a bug in a user-written strategy: a defect, reported with what went wrong
-      throw new RangeError(`Strategy "${strategy.name}" chose index ${index} among ${pool.length} candidates`)
+    const pool = healthy.length > 0 ? healthy : rampingUp.length > 0 ? rampingUp : degraded
+    if (pool.length === 0) {
+      const fallback = panic ? leastBad(table, request, now) : -1
+      if (fallback === -1) return [reject(table, request, now), table]
+      chosen = fallback
+    } else {
+      const [index, next] = strategy.select(pool.map((i) => entries[i]), strategyState, { now, random })
+      if (!(Number.isInteger(index) && index >= 0 && index < pool.length)) {
+        // a bug in a user-written strategy: a defect, reported with what went wrong
+        throw new RangeError(`Strategy "${strategy.name}" chose index ${index} among ${pool.length} candidates`)
+      }
+      chosen = pool[index]
+      strategyState = next
     }
-    chosen = pool[index]
-    strategyState = next
   }
 
   const before = entries[chosen]
@@ -134,6 +149,22 @@ export const acquire = (
     { _tag: "Acquired", entry: after, probe, events },
     { entries: nextEntries, strategyState, nextId: table.nextId }
   ]
+}
+
+/** Panic routing: the open-circuit endpoint (not held, full or cooling down) that reopens first. */
+const leastBad = (table: Table, request: Request, now: number): number => {
+  let best = -1
+  let bestUntil = Infinity
+  for (let i = 0; i < table.entries.length; i++) {
+    const entry = table.entries[i]
+    if (filteredOut(entry, request) !== undefined || EndpointState.admission(entry, now) !== "unhealthy") continue
+    const until = EndpointState.availableAt(entry) ?? Infinity
+    if (until < bestUntil) {
+      best = i
+      bestUntil = until
+    }
+  }
+  return best
 }
 
 const reject = (table: Table, request: Request, now: number): AcquireResult => {
@@ -202,7 +233,7 @@ const onFailure = (
   const { effect, until } = classify(ending, before.policy, now)
   switch (effect) {
     case "counts":
-      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true)
+      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true, ending.jitter)
     case "ignore":
       return EndpointState.onFailure(before, now, ending.latencyMs, probe, false)
     case "cooldown":
@@ -247,7 +278,32 @@ export const release = (
     ? onFailure(before, ending, probe, now)
     : EndpointState.onCancel(before, probe)
   const events = transitions(before, after, now)
-  return [events, replace(table, index, after.removed && after.active === 0 ? undefined : after)]
+  const next = replace(table, index, after.removed && after.active === 0 ? undefined : after)
+  const group = after.endpoint.quotaGroup
+  return group !== undefined && after.cooldownUntil > before.cooldownUntil
+    ? coolGroup(next, group, after, now, events)
+    : [events, next]
+}
+
+/** A 429 on one endpoint of a quota group rests every endpoint of the group as long. */
+const coolGroup = (
+  table: Table,
+  group: string,
+  limited: EndpointState.EndpointState,
+  now: number,
+  events: ReadonlyArray<Event>
+): readonly [ReadonlyArray<Event>, Table] => {
+  const all = events.slice()
+  const entries = table.entries.map((entry) => {
+    if (
+      entry.id === limited.id || entry.endpoint.quotaGroup !== group || entry.cooldownUntil >= limited.cooldownUntil
+    ) {
+      return entry
+    }
+    all.push(Event.EndpointRateLimited({ name: entry.endpoint.name, at: now, until: limited.cooldownUntil }))
+    return EndpointState.coolDown(entry, limited.cooldownUntil)
+  })
+  return [all, { entries, strategyState: table.strategyState, nextId: table.nextId }]
 }
 
 const transitions = (
