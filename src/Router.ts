@@ -154,3 +154,21 @@ export const execute = <A, R>(
   policy?: Policy
 ): Effect.Effect<Routed<A>, RoutingFailed, R | Router> =>
   Effect.flatMap(Router, (router) => router.execute(call, policy))
+
+/**
+ * The router's metrics (Effect `Metric`s, so any exporter of Effect metrics sees them):
+ * calls, failed calls, retries and hedges; attempts tagged by `endpoint` and `outcome`;
+ * attempt latency in milliseconds tagged by `endpoint`. The balancer adds
+ * `llm_balancer_endpoint_events_total`, health changes tagged by `endpoint` and `event`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  requests: internal.requests,
+  failedRequests: internal.failedCalls,
+  retries: internal.retries,
+  hedges: internal.hedges,
+  attempts: internal.attemptsTotal,
+  attemptLatencyMs: internal.attemptLatency
+}

@@ -1,5 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Duration, Effect, Exit, Fiber, Layer, Queue, Random, Schedule, TestClock } from "effect"
+import {
+  Chunk,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  Queue,
+  Random,
+  Schedule,
+  TestClock
+} from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Router } from "../src/index.js"
 import { endpoint } from "./helpers.js"
@@ -187,6 +200,35 @@ describe("Router.execute", () => {
       const error = yield* Effect.flip(run(context, Router.execute(ok("a"))))
       expect(error.reason).toBe("no-endpoint")
       expect(error.lastError?._tag).toBe("NoEndpointAvailable")
+    }))
+})
+
+describe("observability", () => {
+  it.scoped("each attempt runs in a span under the call's, and metrics count calls, attempts and retries", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a"), endpoint("b")], strategy: "round-robin" })
+      const requests = Router.metrics.requests
+      const retries = Router.metrics.retries
+      const attemptsOnA = Router.metrics.attempts.pipe(
+        Metric.tagged("endpoint", "a"),
+        Metric.tagged("outcome", "Unavailable")
+      )
+      const before = yield* Effect.all([Metric.value(requests), Metric.value(retries), Metric.value(attemptsOnA)])
+      const spans: Array<[string, unknown, unknown]> = []
+      const call = (e: Endpoint.Endpoint, n: number) =>
+        Effect.gen(function*() {
+          const span = yield* Effect.orDie(Effect.currentSpan)
+          const parent = span.parent._tag === "Some" && span.parent.value._tag === "Span" ? span.parent.value.name : ""
+          spans.push([span.name, span.attributes.get("llm.endpoint"), parent])
+          return n === 1 ? yield* Effect.fail(new Errors.Unavailable({})) : e.name
+        })
+      yield* run(context, Router.execute(call))
+      expect(spans).toEqual([
+        ["effect-llm-balancer.attempt", "a", "effect-llm-balancer.execute"],
+        ["effect-llm-balancer.attempt", "b", "effect-llm-balancer.execute"]
+      ])
+      const after = yield* Effect.all([Metric.value(requests), Metric.value(retries), Metric.value(attemptsOnA)])
+      expect(after.map((a, i) => a.count - before[i].count)).toEqual([1, 1, 1])
     }))
 })
 

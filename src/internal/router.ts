@@ -26,16 +26,16 @@ export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedules.exp
   Schedules.union(Schedules.spaced("10 seconds"))
 )
 
-const requests = Metric.counter("llm_balancer_requests_total", { description: "Calls routed" })
-const retries = Metric.counter("llm_balancer_retries_total", { description: "Attempts after the first" })
-const hedges = Metric.counter("llm_balancer_hedges_total", { description: "Hedged attempts started" })
-const failedCalls = Metric.counter("llm_balancer_failed_requests_total", {
+export const requests = Metric.counter("llm_balancer_requests_total", { description: "Calls routed" })
+export const retries = Metric.counter("llm_balancer_retries_total", { description: "Attempts after the first" })
+export const hedges = Metric.counter("llm_balancer_hedges_total", { description: "Hedged attempts started" })
+export const failedCalls = Metric.counter("llm_balancer_failed_requests_total", {
   description: "Calls that failed in the end"
 })
-const attemptsTotal = Metric.counter("llm_balancer_attempts_total", {
+export const attemptsTotal = Metric.counter("llm_balancer_attempts_total", {
   description: "Attempts, by endpoint and outcome"
 })
-const attemptLatency = Metric.histogram(
+export const attemptLatency = Metric.histogram(
   "llm_balancer_attempt_latency_ms",
   MetricBoundaries.exponential({ start: 10, factor: 2, count: 14 }),
   "Latency of attempts, by endpoint"
