@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Exit, Fiber, Queue, Random, Stream, TestClock } from "effect"
-import { Errors, Outcome } from "../src/index.js"
+import { Balancer, Errors, Outcome } from "../src/index.js"
 import { endpoint, makeBalancer, pick } from "./helpers.js"
 
 const abc = [endpoint("a"), endpoint("b"), endpoint("c")]
@@ -499,5 +499,19 @@ describe("events", () => {
         { _tag: "EndpointUnhealthy", name: "a", at: 1, reason: "forced", until: undefined },
         { _tag: "EndpointRecovered", name: "a", at: 1, reason: "forced" }
       ])
+    }))
+})
+
+describe("options", () => {
+  it.scoped("a misspelt option is reported, not ignored", () =>
+    Effect.gen(function*() {
+      const options = { endpoints: [endpoint("a")], stratgy: "round-robin" } as unknown as Parameters<
+        typeof makeBalancer
+      >[0]
+      const error = yield* Effect.flip(Balancer.make(options))
+      expect(error.issues).toEqual([{
+        path: "stratgy",
+        message: "is unexpected, expected one of endpoints, strategy, health, panic"
+      }])
     }))
 })

@@ -35,6 +35,8 @@ export interface Resolved {
   readonly panic: boolean
 }
 
+const optionKeys = ["endpoints", "strategy", "health", "panic"]
+
 const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${prefix}.${path}`
 
 /**
@@ -44,6 +46,12 @@ const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${pre
 export const resolveOptions = (options: Options, prefix = ""): Either.Either<Resolved, InvalidConfig> => {
   const issues: Array<ConfigIssue> = []
   const at = (path: string) => prefix === "" ? path : prefixed(prefix, path)
+  // options usually come typed, but not always (JSON, JavaScript): a misspelt key is a mistake
+  for (const key of Object.keys(options)) {
+    if (!optionKeys.includes(key)) {
+      issues.push({ path: at(key), message: `is unexpected, expected one of ${optionKeys.join(", ")}` })
+    }
+  }
   const endpoints: Array<Endpoint.Endpoint> = []
   const inputs = Array.from(options.endpoints ?? [])
   inputs.forEach((input, i) => {
