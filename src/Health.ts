@@ -19,9 +19,9 @@
  *
  * @since 0.1.0
  */
-import { Duration, Either, Schema } from "effect"
+import { Chunk, Duration, Effect, Either, Random, Schedule, Schema } from "effect"
 import type { Endpoint } from "./Endpoint.js"
-import type { InvalidConfig } from "./Errors.js"
+import { InvalidConfig } from "./Errors.js"
 import * as config from "./internal/config.js"
 import * as schemas from "./internal/schemas.js"
 
@@ -87,6 +87,15 @@ export interface Policy {
   readonly recoveryFactor: number
   /** Default 5 minutes. */
   readonly maxRecoveryTimeout: Duration.Duration
+  /**
+   * Open periods from a `Schedule` instead of `recoveryTimeout` x `recoveryFactor`: the
+   * n-th opening in a row lasts the schedule's n-th delay (its last delay once it ends).
+   * It is run when an endpoint joins, with the balancer's seeded `Random` for jitter. For
+   * example `Schedule.exponential("5 seconds").pipe(Schedule.jittered,
+   * Schedule.union(Schedule.spaced("5 minutes")))`. Code only (not from `Config`); an
+   * endpoint's own `recoveryTimeout` takes precedence. Default: none.
+   */
+  readonly recoverySchedule: Schedule.Schedule<unknown, unknown> | undefined
   /** Probes in flight at once while half-open. Default 1. */
   readonly halfOpenProbes: number
   /** Successful probes that close the circuit. Default 1. */
@@ -124,6 +133,7 @@ export const defaultPolicy: Policy = {
   recoveryTimeout: Duration.seconds(5),
   recoveryFactor: 2,
   maxRecoveryTimeout: Duration.minutes(5),
+  recoverySchedule: undefined,
   halfOpenProbes: 1,
   halfOpenSuccesses: 1,
   slowStart: Duration.seconds(30),
@@ -171,7 +181,9 @@ export const PolicyInput = Schema.Struct({
  * @since 0.1.0
  * @category models
  */
-export type PolicyInput = typeof PolicyInput.Encoded
+export type PolicyInput = typeof PolicyInput.Encoded & {
+  readonly recoverySchedule?: Schedule.Schedule<unknown, unknown> | undefined
+}
 
 /**
  * Decodes a partial policy over the defaults, naming every bad field.
@@ -182,8 +194,28 @@ export type PolicyInput = typeof PolicyInput.Encoded
 export const decodePolicy = (
   input: unknown,
   path: ReadonlyArray<PropertyKey> = []
-): Either.Either<Policy, InvalidConfig> =>
-  Either.map(config.decodeAll(PolicyInput, input ?? {}, path), (partial): Policy => ({ ...defaultPolicy, ...partial }))
+): Either.Either<Policy, InvalidConfig> => {
+  if (typeof input !== "object" || input === null || !("recoverySchedule" in input)) {
+    return Either.map(config.decodeAll(PolicyInput, input ?? {}, path), (partial): Policy => ({
+      ...defaultPolicy,
+      ...partial
+    }))
+  }
+  // the schedule is a value, not data: it is taken as it is
+  const { recoverySchedule, ...data } = input as { readonly recoverySchedule: unknown }
+  const decoded = config.decodeAll(PolicyInput, data, path)
+  if (recoverySchedule === undefined || Schedule.isSchedule(recoverySchedule)) {
+    return Either.map(decoded, (partial): Policy => ({
+      ...defaultPolicy,
+      ...partial,
+      recoverySchedule: recoverySchedule as Schedule.Schedule<unknown, unknown> | undefined
+    }))
+  }
+  const issue = { path: config.formatPath([...path, "recoverySchedule"]), message: "must be a Schedule" }
+  return Either.left(
+    new InvalidConfig({ issues: [...(Either.isLeft(decoded) ? decoded.left.issues : []), issue] })
+  )
+}
 
 /**
  * A policy with every duration in milliseconds, as the hot path uses it; one per endpoint.
@@ -201,6 +233,8 @@ export interface Resolved {
   readonly halfOpenProbes: number
   readonly halfOpenSuccesses: number
   readonly slowStartMs: number
+  /** Open periods precomputed from `recoverySchedule`, when there is one. */
+  readonly openDurationsMs: ReadonlyArray<number> | undefined
   readonly windowMs: number
   readonly degradedErrorRate: number
   readonly degradedMinRequests: number
@@ -230,6 +264,7 @@ export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
   halfOpenProbes: policy.halfOpenProbes,
   halfOpenSuccesses: policy.halfOpenSuccesses,
   slowStartMs: Duration.toMillis(policy.slowStart),
+  openDurationsMs: undefined,
   windowMs: Duration.toMillis(policy.window),
   degradedErrorRate: policy.degradedErrorRate,
   degradedMinRequests: policy.degradedMinRequests,
@@ -237,6 +272,30 @@ export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
   rateLimitCooldownMs: Duration.toMillis(policy.rateLimitCooldown),
   maxCooldownMs: Duration.toMillis(policy.maxCooldown)
 })
+
+/**
+ * The same as {@link resolve}, and when the policy has a `recoverySchedule` (and the
+ * endpoint no `recoveryTimeout` of its own), its first 32 open periods computed by running
+ * the schedule with a `Random` seeded by `seed`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolveWithSchedule = (policy: Policy, endpoint: Endpoint, seed: number): Effect.Effect<Resolved> => {
+  const resolved = resolve(policy, endpoint)
+  const schedule = policy.recoverySchedule
+  if (schedule === undefined || endpoint.recoveryTimeout !== undefined) return Effect.succeed(resolved)
+  const steps = 32
+  return Schedule.run(Schedule.delays(schedule), 0, Array.from({ length: steps }, () => undefined)).pipe(
+    Effect.withRandom(Random.make(seed)),
+    Effect.map((delays) => {
+      const all = Chunk.toReadonlyArray(delays).map((d) => Math.max(1, Math.round(Duration.toMillis(d))))
+      // a schedule that ended yields one last output at its end, which is not a delay
+      const planned = all.length < steps ? all.slice(0, -1) : all
+      return planned.length === 0 ? resolved : { ...resolved, openDurationsMs: planned }
+    })
+  )
+}
 
 /**
  * How long the circuit stays open the `openings`-th time in a row (0 for the first):
@@ -250,6 +309,8 @@ export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
  * @category getters
  */
 export const openDurationMs = (policy: Resolved, openings: number, jitter: number): number => {
+  const planned = policy.openDurationsMs
+  if (planned !== undefined) return planned[Math.min(Math.max(0, openings), planned.length - 1)]
   const base = policy.recoveryTimeoutMs
   if (openings <= 0) return base
   const grown = Math.min(policy.maxRecoveryTimeoutMs, base * Math.pow(policy.recoveryFactor, openings))

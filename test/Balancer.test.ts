@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Exit, Fiber, Queue, Random, Stream, TestClock } from "effect"
+import { Chunk, Clock, Duration, Effect, Exit, Fiber, Queue, Random, Schedule, Stream, TestClock } from "effect"
 import { Balancer, Errors, Outcome } from "../src/index.js"
 import { endpoint, makeBalancer, pick } from "./helpers.js"
 
@@ -513,5 +513,44 @@ describe("options", () => {
         path: "stratgy",
         message: "is unexpected, expected one of endpoints, strategy, health, panic"
       }])
+    }))
+})
+
+describe("recovery schedule", () => {
+  it.scoped("open periods can come from a Schedule: the n-th opening in a row lasts its n-th delay", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a"), endpoint("own", { recoveryTimeout: "1 second" })],
+        health: {
+          maxFailures: 1,
+          recoverySchedule: Schedule.exponential("2 seconds").pipe(Schedule.intersect(Schedule.recurs(3)))
+        }
+      })
+      const periods: Array<number> = []
+      yield* Effect.either(b.use(fail, { exclude: ["own"] }))
+      for (let i = 0; i < 4; i++) {
+        const [s] = yield* b.stats
+        const now = yield* Clock.currentTimeMillis
+        periods.push(s.unhealthyUntil! - now)
+        yield* TestClock.setTime(s.unhealthyUntil!)
+        yield* b.release(yield* b.acquire({ exclude: ["own"] }), Outcome.failure("still down"))
+      }
+      // 2 s, 4 s, 8 s, then the schedule has ended and its last delay stays
+      expect(periods).toEqual([2000, 4000, 8000, 8000])
+      // an endpoint's own recoveryTimeout takes precedence
+      yield* Effect.either(b.use(fail, { exclude: ["a"] }))
+      const own = (yield* b.stats)[1]
+      expect(own.unhealthyUntil! - (yield* Clock.currentTimeMillis)).toBe(1000)
+    }))
+
+  it.scoped("a recoverySchedule that is not a Schedule is an InvalidConfig", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Balancer.make({
+          endpoints: [],
+          health: { recoverySchedule: "5 seconds" as unknown as Schedule.Schedule<unknown> }
+        })
+      )
+      expect(error.issues).toEqual([{ path: "health.recoverySchedule", message: "must be a Schedule" }])
     }))
 })

@@ -1,11 +1,11 @@
 /**
  * Property tests of the pure transitions in `EndpointState`: random sequences of calls
- * (acquired only when `admission` lets them in), their outcomes, manual overrides and
- * clock advances, with invariants checked after every step; then examples of each
- * circuit and health rule.
+ * (acquired only when `admission` lets them in), their outcomes (success, failure, rate
+ * limited, unauthorized, cancelled), manual overrides and clock advances, with invariants
+ * checked after every step; then examples of each circuit and health rule.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Either, FastCheck } from "effect"
+import { Duration, Either, FastCheck } from "effect"
 import * as Endpoint from "../src/Endpoint.js"
 import * as EndpointState from "../src/EndpointState.js"
 import * as Health from "../src/Health.js"
@@ -28,6 +28,8 @@ const stateOf = (
   return EndpointState.make(1, e, Health.resolve(policy, e), now)
 }
 
+type HalfOpen = Extract<Health.Circuit, { _tag: "HalfOpen" }>
+
 // ---------------------------------------------------------------------------------------
 // The model: outstanding leases and what has been applied
 // ---------------------------------------------------------------------------------------
@@ -41,11 +43,35 @@ interface Model {
   readonly now: number
   readonly leases: ReadonlyArray<Lease>
   readonly successes: number
+  /** Every failure, rate-limited and unauthorized calls included. */
   readonly failures: number
+  readonly rateLimited: number
   /** Counting failures since the last success or forceHealthy. */
   readonly consecutive: number
   readonly latencies: ReadonlyArray<number>
+  /** Set by forceUnhealthy and by an unauthorized call, cleared by forceHealthy. */
+  readonly held: boolean
+  /** The latest `until` of a rate-limited call, 0 after forceHealthy. */
+  readonly cooldownUntil: number
+  /** Openings since the last clean close (a closing probe or forceHealthy). */
+  readonly openings: number
+  /** When a probe last closed the circuit. */
+  readonly closedAt: number
 }
+
+const initialModel = (now: number): Model => ({
+  now,
+  leases: [],
+  successes: 0,
+  failures: 0,
+  rateLimited: 0,
+  consecutive: 0,
+  latencies: [],
+  held: false,
+  cooldownUntil: 0,
+  openings: 0,
+  closedAt: -Infinity
+})
 
 type Op =
   | { readonly _tag: "acquire" }
@@ -55,7 +81,12 @@ type Op =
     readonly pick: number
     readonly latencyMs: number | undefined
     readonly countsAgainstHealth: boolean
+    /** The random part of the open period, in [0, 1). */
+    readonly jitter: number
   }
+  /** Rate limited until `now + untilInMs` (which may be in the past). */
+  | { readonly _tag: "rateLimited"; readonly pick: number; readonly untilInMs: number }
+  | { readonly _tag: "unauthorized"; readonly pick: number }
   | { readonly _tag: "cancel"; readonly pick: number }
   | { readonly _tag: "forceHealthy" }
   | { readonly _tag: "forceUnhealthy" }
@@ -65,11 +96,16 @@ const fc = FastCheck
 
 const latencyArb = fc.option(fc.integer({ min: 0, max: 10_000 }), { nil: undefined })
 
+const jitterArb = fc.oneof(
+  fc.constantFrom(0, 0.5, 0.999_999),
+  fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })
+)
+
 const opArb: FastCheck.Arbitrary<Op> = fc.oneof(
-  { arbitrary: fc.constant<Op>({ _tag: "acquire" }), weight: 12 },
+  { arbitrary: fc.constant<Op>({ _tag: "acquire" }), weight: 14 },
   {
     arbitrary: fc.record({ pick: fc.nat(), latencyMs: latencyArb }).map((r): Op => ({ _tag: "success", ...r })),
-    weight: 6
+    weight: 7
   },
   {
     arbitrary: fc.record({
@@ -78,10 +114,19 @@ const opArb: FastCheck.Arbitrary<Op> = fc.oneof(
       countsAgainstHealth: fc.oneof({ arbitrary: fc.constant(true), weight: 3 }, {
         arbitrary: fc.constant(false),
         weight: 1
-      })
+      }),
+      jitter: jitterArb
     }).map((r): Op => ({ _tag: "failure", ...r })),
     weight: 8
   },
+  {
+    arbitrary: fc.record({
+      pick: fc.nat(),
+      untilInMs: fc.oneof(fc.constantFrom(0, 1), fc.integer({ min: -1_000, max: 30_000 }))
+    }).map((r): Op => ({ _tag: "rateLimited", ...r })),
+    weight: 2
+  },
+  { arbitrary: fc.nat().map((pick): Op => ({ _tag: "unauthorized", pick })), weight: 1 },
   { arbitrary: fc.nat().map((pick): Op => ({ _tag: "cancel", pick })), weight: 3 },
   { arbitrary: fc.constant<Op>({ _tag: "forceHealthy" }), weight: 2 },
   { arbitrary: fc.constant<Op>({ _tag: "forceUnhealthy" }), weight: 1 },
@@ -104,11 +149,18 @@ const setupArb: FastCheck.Arbitrary<Setup> = fc.record({
   start: fc.integer({ min: 0, max: 2_000_000_000_000 }),
   maxFailures: fc.integer({ min: 1, max: 5 }),
   endpointMaxFailures: fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
-  recoveryTimeoutMs: fc.integer({ min: 1, max: 60_000 }),
+  failureRateThreshold: fc.oneof(fc.constantFrom(0, 0.5, 1), fc.double({ min: 0, max: 1, noNaN: true })),
+  failureRateMinRequests: fc.oneof(fc.constantFrom(0, 20), fc.integer({ min: 0, max: 12 })),
+  // short ones often, for many open / half-open cycles
+  recoveryTimeoutMs: fc.oneof(fc.integer({ min: 1, max: 5_000 }), fc.integer({ min: 1, max: 60_000 })),
   endpointRecoveryTimeout: fc.option(fc.oneof(fc.integer({ min: 1, max: 60_000 }), fc.constant("15 seconds")), {
     nil: undefined
   }),
+  recoveryFactor: fc.oneof(fc.constantFrom(1, 2), fc.double({ min: 1, max: 4, noNaN: true })),
+  maxRecoveryTimeoutMs: fc.oneof(fc.integer({ min: 0, max: 20_000 }), fc.integer({ min: 0, max: 300_000 })),
   halfOpenProbes: fc.integer({ min: 1, max: 3 }),
+  halfOpenSuccesses: fc.integer({ min: 1, max: 3 }),
+  slowStartMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 60_000 })),
   windowMs: fc.integer({ min: 1, max: 120_000 }),
   degradedErrorRate: fc.double({ min: 0, max: 1, noNaN: true }),
   degradedMinRequests: fc.integer({ min: 0, max: 10 }),
@@ -123,8 +175,15 @@ const setupArb: FastCheck.Arbitrary<Setup> = fc.record({
   },
   policy: {
     maxFailures: r.maxFailures,
+    failureRateThreshold: r.failureRateThreshold,
+    failureRateMinRequests: r.failureRateMinRequests,
     recoveryTimeout: r.recoveryTimeoutMs,
+    recoveryFactor: r.recoveryFactor,
+    // below recoveryTimeout sometimes: the cap is then raised to it
+    maxRecoveryTimeout: r.maxRecoveryTimeoutMs,
     halfOpenProbes: r.halfOpenProbes,
+    halfOpenSuccesses: r.halfOpenSuccesses,
+    slowStart: r.slowStartMs,
     window: r.windowMs,
     degradedErrorRate: r.degradedErrorRate,
     degradedMinRequests: r.degradedMinRequests,
@@ -137,15 +196,28 @@ interface Coverage {
   closed: number
   open: number
   openExpired: number
+  /** Open for longer than recoveryTimeout: a repeated opening with a jittered, grown period. */
+  openLonger: number
   halfOpen: number
   halfOpenFull: number
+  /** Half-open with some successful probes, not yet enough to close. */
+  halfOpenPartial: number
   held: number
+  coolingDown: number
   atCapacity: number
   degradedClosed: number
+  slowStarting: number
   probeSucceeded: number
+  probeClosed: number
   probeFailed: number
   probeCancelled: number
-  /** A probe of an earlier half-open period ended (success, failure or cancel). */
+  probeRateLimited: number
+  probeUnauthorized: number
+  /** A closed circuit opened by the recent error rate before maxFailures consecutive failures. */
+  openedByErrorRate: number
+  rateLimited: number
+  unauthorized: number
+  /** A probe of an earlier half-open period ended (success, failure, rate limit, unauthorized or cancel). */
   staleProbeEnded: number
 }
 
@@ -153,14 +225,24 @@ const emptyCoverage = (): Coverage => ({
   closed: 0,
   open: 0,
   openExpired: 0,
+  openLonger: 0,
   halfOpen: 0,
   halfOpenFull: 0,
+  halfOpenPartial: 0,
   held: 0,
+  coolingDown: 0,
   atCapacity: 0,
   degradedClosed: 0,
+  slowStarting: 0,
   probeSucceeded: 0,
+  probeClosed: 0,
   probeFailed: 0,
   probeCancelled: 0,
+  probeRateLimited: 0,
+  probeUnauthorized: 0,
+  openedByErrorRate: 0,
+  rateLimited: 0,
+  unauthorized: 0,
   staleProbeEnded: 0
 })
 
@@ -168,6 +250,7 @@ const emptyCoverage = (): Coverage => ({
 const expectedAdmission = (s: State, now: number): EndpointState.Admission => {
   if (s.removed) return "removed"
   if (s.held) return "held-unhealthy"
+  if (now < s.cooldownUntil) return "cooling-down"
   if (s.circuit._tag === "Open" && now < s.circuit.until) return "unhealthy"
   if (s.circuit._tag === "HalfOpen" && s.circuit.probes >= s.policy.halfOpenProbes) return "probing"
   const max = s.endpoint.maxConcurrency
@@ -175,11 +258,36 @@ const expectedAdmission = (s: State, now: number): EndpointState.Admission => {
   return s.circuit._tag === "Closed" ? "admit" : "probe"
 }
 
+/**
+ * The open period the documentation describes for the `openings`-th opening in a row (0
+ * for the first): recoveryTimeout exactly, then recoveryTimeout plus `jitter` of the growth
+ * to recoveryTimeout x recoveryFactor^openings, capped at maxRecoveryTimeout.
+ */
+const expectedOpenMs = (p: Health.Resolved, openings: number, jitter: number): number => {
+  const base = p.recoveryTimeoutMs
+  if (openings === 0) return base
+  const grown = Math.min(p.maxRecoveryTimeoutMs, base * p.recoveryFactor ** openings)
+  return Math.round(base + jitter * (grown - base))
+}
+
+/** The traffic share the documentation describes: 0.1 at the close, linearly up to 1 over slowStart. */
+const expectedShare = (p: Health.Resolved, closedAt: number, now: number): number => {
+  const since = now - closedAt
+  return p.slowStartMs <= 0 || since >= p.slowStartMs ? 1 : 0.1 + 0.9 * since / p.slowStartMs
+}
+
 // Cheap assertions for the hot loop (vitest's `expect` is too slow for ~100,000 steps);
 // fast-check reports the message with the shrunk counterexample.
 
+/** JSON with non-finite numbers spelled out and object keys sorted, so that field order does not matter. */
 const show = (value: unknown): string =>
-  JSON.stringify(value, (_, v) => typeof v === "number" && !Number.isFinite(v) ? String(v) : v)
+  JSON.stringify(value, (_, v: unknown) => {
+    if (typeof v === "number" && !Number.isFinite(v)) return String(v)
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) {
+      return Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+    }
+    return v
+  })
 
 const check = (condition: boolean, what: string, context?: unknown): void => {
   if (!condition) throw new Error(context === undefined ? what : `${what}: ${show(context)}`)
@@ -195,7 +303,16 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
   const now = m.now
   const p = s.policy
   const circuit = s.circuit
-  const context = { now, circuit, active: s.active, held: s.held, consecutiveFailures: s.consecutiveFailures }
+  const context = {
+    now,
+    circuit,
+    active: s.active,
+    held: s.held,
+    consecutiveFailures: s.consecutiveFailures,
+    cooldownUntil: s.cooldownUntil,
+    openings: s.openings,
+    closedAt: s.closedAt
+  }
 
   // calls in flight
   check(s.active >= 0, "active >= 0", context)
@@ -205,6 +322,8 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
   // counters
   same(s.successes, m.successes, "successes")
   same(s.failures, m.failures, "failures")
+  same(s.rateLimited, m.rateLimited, "rateLimited")
+  check(s.rateLimited <= s.failures, "rate-limited calls are counted among the failures", context)
   same(s.consecutiveFailures, m.consecutive, "consecutiveFailures")
   same(s.latencyCount, m.latencies.length, "latencyCount")
   const average = EndpointState.averageLatencyMs(s)
@@ -219,6 +338,12 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
   const errorRate = EndpointState.errorRate(s)
   check(errorRate >= 0 && errorRate <= 1, "lifetime error rate in [0, 1]", errorRate)
   same(s.removed, false, "removed")
+  same(s.held, m.held, "held")
+  same(s.cooldownUntil, m.cooldownUntil, "cooldownUntil")
+  same(s.openings, m.openings, "openings")
+  same(s.closedAt, m.closedAt, "closedAt")
+  check(Number.isInteger(s.openings) && s.openings >= 0, "openings a whole number >= 0", context)
+  check(s.closedAt <= now, "closedAt <= now", context)
 
   // a legal circuit
   switch (circuit._tag) {
@@ -229,6 +354,8 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
         maxFailures: p.maxFailures,
         ...context
       })
+      // every close is a clean one (enough successful probes, or forceHealthy)
+      same(s.openings, 0, "Closed => openings = 0")
       coverage.closed++
       break
     }
@@ -238,7 +365,13 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
         "HalfOpen probes in [0, halfOpenProbes]",
         { halfOpenProbes: p.halfOpenProbes, ...context }
       )
+      check(
+        Number.isInteger(circuit.successes) && circuit.successes >= 0 && circuit.successes < p.halfOpenSuccesses,
+        "HalfOpen successes in [0, halfOpenSuccesses)",
+        { halfOpenSuccesses: p.halfOpenSuccesses, ...context }
+      )
       check(circuit.since <= now, "HalfOpen since <= now", context)
+      check(s.openings >= 1, "HalfOpen => openings >= 1", context)
       // every probe slot taken belongs to a probe of this half-open period still in flight;
       // probes left over from an earlier period hold none
       const currentProbes = m.leases.filter((l) => l.probe === circuit.since).length
@@ -250,44 +383,65 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
       same(circuit.probes, currentProbes, "HalfOpen probes = current probe calls in flight")
       coverage.halfOpen++
       if (circuit.probes >= p.halfOpenProbes) coverage.halfOpenFull++
+      if (circuit.successes > 0) coverage.halfOpenPartial++
       break
     }
     case "Open": {
-      same(circuit.until, circuit.since + p.recoveryTimeoutMs, "Open until = since + recoveryTimeoutMs")
+      const period = circuit.until - circuit.since
+      check(s.openings >= 1, "Open => openings >= 1", context)
+      check(
+        Number.isInteger(period) && period >= p.recoveryTimeoutMs && period <= p.maxRecoveryTimeoutMs,
+        "Open until - since in [recoveryTimeoutMs, maxRecoveryTimeoutMs]",
+        { recoveryTimeoutMs: p.recoveryTimeoutMs, maxRecoveryTimeoutMs: p.maxRecoveryTimeoutMs, ...context }
+      )
+      // no longer than the growth allows for this opening
+      const grown = Math.min(p.maxRecoveryTimeoutMs, p.recoveryTimeoutMs * p.recoveryFactor ** (s.openings - 1))
+      check(period <= grown + 0.5, "Open until - since <= recoveryTimeout x recoveryFactor^(openings - 1)", {
+        grown,
+        ...context
+      })
+      // the first opening after a clean close (or ever) lasts recoveryTimeout exactly
+      if (s.openings === 1) same(period, p.recoveryTimeoutMs, "a first opening lasts recoveryTimeoutMs exactly")
       check(circuit.until > circuit.since, "Open until > since", context)
       check(circuit.since <= now, "Open since <= now", context)
       if (now < circuit.until) coverage.open++
       else coverage.openExpired++
+      if (period > p.recoveryTimeoutMs) coverage.openLonger++
       break
     }
   }
   const openNow = circuit._tag === "Open" && now < circuit.until
+  const coolingDown = now < s.cooldownUntil
 
   // admission
   const admission = EndpointState.admission(s, now)
   same(admission, expectedAdmission(s, now), "admission")
   if (s.held) same(admission, "held-unhealthy", "admission when held")
+  else if (coolingDown) same(admission, "cooling-down", "admission when cooling down")
   else if (openNow) same(admission, "unhealthy", "admission when open before until")
   if (admission === "admit" || admission === "probe") {
-    check(!s.held && !openNow, "never admits when held or open before until", context)
+    check(!s.held && !coolingDown && !openNow, "never admits when held, cooling down or open before until", context)
     if (max !== undefined) check(s.active < max, "admits only below maxConcurrency", { max, ...context })
   }
   if (admission === "admit") same(circuit._tag, "Closed", "admit => Closed")
   if (admission === "probe") check(circuit._tag !== "Closed", "probe => not Closed", context)
   if (s.held) coverage.held++
+  if (admission === "cooling-down") coverage.coolingDown++
   if (admission === "at-capacity") coverage.atCapacity++
-  same(
-    EndpointState.availableAt(s),
-    !s.held && circuit._tag === "Open" ? circuit.until : undefined,
-    "availableAt"
-  )
+  const availableAt = Math.max(circuit._tag === "Open" ? circuit.until : 0, s.cooldownUntil)
+  same(EndpointState.availableAt(s), !s.held && availableAt > 0 ? availableAt : undefined, "availableAt")
 
   // status
   const status = EndpointState.status(s, now)
-  same(status === "unhealthy", s.held || openNow, "unhealthy <=> held or (Open and now < until)")
-  if (status === "healthy") check(circuit._tag === "Closed" && !s.held, "healthy => Closed and not held", context)
-  if (!s.held && circuit._tag !== "Closed" && !openNow) same(status, "degraded", "half-open or probeable => degraded")
-  if (!s.held && circuit._tag === "Closed") {
+  same(
+    status === "unhealthy",
+    s.held || s.removed || openNow || coolingDown,
+    "unhealthy <=> held or removed or (Open and now < until) or now < cooldownUntil"
+  )
+  const routable = !s.held && !coolingDown
+  if (status === "healthy") check(circuit._tag === "Closed" && routable, "healthy => Closed and routable", context)
+  if (routable && circuit._tag !== "Closed" && !openNow) same(status, "degraded", "half-open or probeable => degraded")
+  if (routable && circuit._tag === "Closed") {
     // without recent failures and without slow calls, a closed endpoint is healthy
     const latency = Health.recentLatencyMs(s.recent)
     const slow = latency !== undefined && latency >= p.degradedLatencyMs
@@ -298,6 +452,17 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
     }
     if (status === "degraded") coverage.degradedClosed++
   }
+
+  // slow start
+  const share = EndpointState.trafficShare(s, now)
+  check(share >= 0.1 && share <= 1, "trafficShare in [0.1, 1]", { share, ...context })
+  check(Math.abs(share - expectedShare(p, s.closedAt, now)) <= 1e-12, "trafficShare ramps linearly over slowStart", {
+    share,
+    slowStartMs: p.slowStartMs,
+    ...context
+  })
+  check(share <= EndpointState.trafficShare(s, now + 1), "trafficShare does not fall as time passes", context)
+  if (share < 1) coverage.slowStarting++
 
   // the recent window
   const recent = s.recent
@@ -315,14 +480,36 @@ const pickLease = (m: Model, pick: number): number => pick % m.leases.length
 const withoutLease = (m: Model, index: number): ReadonlyArray<Lease> => m.leases.filter((_, i) => i !== index)
 
 /** Whether the lease is a probe of the current half-open period (a late probe of an earlier one is not). */
-const isCurrentProbe = (
-  s: State,
-  lease: Lease
-): s is State & { readonly circuit: Extract<Health.Circuit, { _tag: "HalfOpen" }> } =>
+const isCurrentProbe = (s: State, lease: Lease): s is State & { readonly circuit: HalfOpen } =>
   lease.probe !== undefined && s.circuit._tag === "HalfOpen" && s.circuit.since === lease.probe
 
 const countStale = (s: State, lease: Lease, coverage: Coverage): void => {
   if (lease.probe !== undefined && !isCurrentProbe(s, lease)) coverage.staleProbeEnded++
+}
+
+/** The circuit after a call of `lease` ended without a health verdict: a current probe gives its slot back. */
+const checkSlotGivenBack = (s: State, after: State, lease: Lease, what: string): void => {
+  if (isCurrentProbe(s, lease)) {
+    same(
+      after.circuit,
+      {
+        _tag: "HalfOpen",
+        probes: Math.max(0, s.circuit.probes - 1),
+        successes: s.circuit.successes,
+        since: s.circuit.since
+      },
+      `${what} frees the probe slot`
+    )
+  } else check(after.circuit === s.circuit, `${what} leaves the circuit alone`)
+}
+
+/** What no call outcome changes. */
+const checkOutcomeKeeps = (s: State, after: State, what: string): void => {
+  same(after.active, s.active - 1, `${what} gives its slot back`)
+  same(after.removed, s.removed, `${what} keeps removed`)
+  if (after.circuit._tag !== "Closed" || s.circuit._tag === "Closed") {
+    same(after.closedAt, s.closedAt, `${what} that does not close keeps closedAt`)
+  }
 }
 
 /** Applies one operation to the state and the model, checking the operation's own postconditions. */
@@ -339,15 +526,18 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
       const probe = admission === "probe"
       const after = EndpointState.onAcquire(s, probe)
       same(after.active, s.active + 1, "acquire takes a slot")
+      same([after.openings, after.closedAt, after.cooldownUntil], [s.openings, s.closedAt, s.cooldownUntil], "acquire")
       if (probe) {
         check(s.circuit._tag !== "Closed", "a probe is admitted only when not Closed", s.circuit)
         if (s.circuit._tag === "Closed") return [after, m]
-        // the half-open period keeps the `since` of the open period it came from
+        // the half-open period keeps the `since` of the open period it came from, and a
+        // new one starts without successes
         same(
           after.circuit,
           {
             _tag: "HalfOpen",
             probes: s.circuit._tag === "HalfOpen" ? s.circuit.probes + 1 : 1,
+            successes: s.circuit._tag === "HalfOpen" ? s.circuit.successes : 0,
             since: s.circuit.since
           },
           "a probe takes a probe slot"
@@ -365,71 +555,160 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
       const index = pickLease(m, op.pick)
       const lease = m.leases[index]
       const after = EndpointState.onSuccess(s, now, op.latencyMs, lease.probe)
+      checkOutcomeKeeps(s, after, "a success")
       same(after.consecutiveFailures, 0, "a success resets consecutiveFailures")
+      same(after.recent, Health.record(s.recent, now, p.windowMs, false, op.latencyMs), "a success is recorded")
+      let openings = m.openings
+      let closedAt = m.closedAt
       if (isCurrentProbe(s, lease)) {
-        same(after.circuit, Health.closed, "a successful probe closes the circuit")
         coverage.probeSucceeded++
+        if (s.circuit.successes + 1 >= p.halfOpenSuccesses) {
+          same(after.circuit, Health.closed, "the halfOpenSuccesses-th successful probe closes the circuit")
+          same(after.openings, 0, "a clean close forgets the openings")
+          same(after.closedAt, now, "a clean close starts the slow start")
+          openings = 0
+          closedAt = now
+          coverage.probeClosed++
+        } else {
+          same(
+            after.circuit,
+            {
+              _tag: "HalfOpen",
+              probes: Math.max(0, s.circuit.probes - 1),
+              successes: s.circuit.successes + 1,
+              since: s.circuit.since
+            },
+            "an earlier successful probe frees its slot and counts"
+          )
+          same(after.openings, s.openings, "a successful probe that does not close keeps the openings")
+        }
       } else {
         // a late probe of an earlier period counts as an ordinary call
         check(after.circuit === s.circuit, "any other success leaves the circuit alone")
+        same(after.openings, s.openings, "any other success keeps the openings")
         countStale(s, lease, coverage)
       }
       same(after.held, s.held, "a success does not release a hold")
+      same(after.cooldownUntil, s.cooldownUntil, "a success does not end a cooldown")
       return [after, {
         ...m,
         leases: withoutLease(m, index),
         successes: m.successes + 1,
         consecutive: 0,
-        latencies: op.latencyMs === undefined ? m.latencies : [...m.latencies, op.latencyMs]
+        latencies: op.latencyMs === undefined ? m.latencies : [...m.latencies, op.latencyMs],
+        openings,
+        closedAt
       }]
     }
     case "failure": {
       if (m.leases.length === 0) return [s, m]
       const index = pickLease(m, op.pick)
       const lease = m.leases[index]
-      const after = EndpointState.onFailure(s, now, op.latencyMs, lease.probe, op.countsAgainstHealth)
+      const after = EndpointState.onFailure(s, now, op.latencyMs, lease.probe, op.countsAgainstHealth, op.jitter)
+      checkOutcomeKeeps(s, after, "a failure")
       const consecutive = op.countsAgainstHealth ? m.consecutive + 1 : m.consecutive
+      let openings = m.openings
       countStale(s, lease, coverage)
       if (op.countsAgainstHealth) {
+        const recent = Health.record(s.recent, now, p.windowMs, true, op.latencyMs)
+        same(after.recent, recent, "a counting failure is recorded")
         const failedProbe = isCurrentProbe(s, lease)
-        const opens = failedProbe || (s.circuit._tag === "Closed" && consecutive >= p.maxFailures)
+        const byCount = consecutive >= p.maxFailures
+        const byRate = Health.recentErrorRate(recent) >= p.failureRateThreshold &&
+          Health.recentCalls(recent, now, p.windowMs) >= p.failureRateMinRequests
+        const opens = failedProbe || (s.circuit._tag === "Closed" && (byCount || byRate))
         if (opens) {
-          same(after.circuit, { _tag: "Open", since: now, until: now + p.recoveryTimeoutMs }, "the circuit opens now")
+          same(
+            after.circuit,
+            { _tag: "Open", since: now, until: now + expectedOpenMs(p, m.openings, op.jitter) },
+            "the circuit opens now, for the open period of this opening"
+          )
+          same(after.openings, s.openings + 1, "an opening is counted")
+          openings = m.openings + 1
           if (failedProbe) coverage.probeFailed++
-        } else check(after.circuit === s.circuit, "a failure that does not open leaves the circuit alone")
+          else if (!byCount) coverage.openedByErrorRate++
+        } else {
+          check(after.circuit === s.circuit, "a failure that does not open leaves the circuit alone")
+          same(after.openings, s.openings, "a failure that does not open keeps the openings")
+        }
       } else {
         // not the endpoint's fault: the circuit and the recent window are untouched, but a
         // probe gives its slot back
         check(after.recent === s.recent, "a non-counting failure leaves the recent window alone")
-        if (isCurrentProbe(s, lease)) {
-          same(
-            after.circuit,
-            { _tag: "HalfOpen", probes: Math.max(0, s.circuit.probes - 1), since: s.circuit.since },
-            "frees the probe slot"
-          )
-        } else check(after.circuit === s.circuit, "a non-counting failure leaves the circuit alone")
+        checkSlotGivenBack(s, after, lease, "a non-counting failure")
+        same(after.openings, s.openings, "a non-counting failure keeps the openings")
       }
       same(after.held, s.held, "a failure does not change a hold")
-      return [after, { ...m, leases: withoutLease(m, index), failures: m.failures + 1, consecutive }]
+      same(after.cooldownUntil, s.cooldownUntil, "a failure does not change a cooldown")
+      return [after, { ...m, leases: withoutLease(m, index), failures: m.failures + 1, consecutive, openings }]
+    }
+    case "rateLimited": {
+      if (m.leases.length === 0) return [s, m]
+      const index = pickLease(m, op.pick)
+      const lease = m.leases[index]
+      const until = now + op.untilInMs
+      const after = EndpointState.onRateLimited(s, until, lease.probe)
+      checkOutcomeKeeps(s, after, "a rate-limited call")
+      same(after.failures, s.failures + 1, "a rate-limited call is a failure")
+      same(after.rateLimited, s.rateLimited + 1, "a rate-limited call is counted")
+      same(
+        after.cooldownUntil,
+        Math.max(s.cooldownUntil, until),
+        "a rate limit rests the endpoint until the later until"
+      )
+      check(after.recent === s.recent, "a rate-limited call leaves the recent window alone")
+      same(after.consecutiveFailures, s.consecutiveFailures, "a rate-limited call is no health failure")
+      same([after.held, after.openings], [s.held, s.openings], "a rate-limited call keeps the hold and the openings")
+      checkSlotGivenBack(s, after, lease, "a rate-limited call")
+      if (isCurrentProbe(s, lease)) coverage.probeRateLimited++
+      countStale(s, lease, coverage)
+      coverage.rateLimited++
+      return [after, {
+        ...m,
+        leases: withoutLease(m, index),
+        failures: m.failures + 1,
+        rateLimited: m.rateLimited + 1,
+        cooldownUntil: Math.max(m.cooldownUntil, until)
+      }]
+    }
+    case "unauthorized": {
+      if (m.leases.length === 0) return [s, m]
+      const index = pickLease(m, op.pick)
+      const lease = m.leases[index]
+      const after = EndpointState.onUnauthorized(s, lease.probe)
+      checkOutcomeKeeps(s, after, "an unauthorized call")
+      same(after.failures, s.failures + 1, "an unauthorized call is a failure")
+      same(after.held, true, "an unauthorized call holds the endpoint out")
+      check(after.recent === s.recent, "an unauthorized call leaves the recent window alone")
+      same(after.consecutiveFailures, s.consecutiveFailures, "an unauthorized call is no consecutive failure")
+      same(
+        [after.rateLimited, after.cooldownUntil, after.openings],
+        [s.rateLimited, s.cooldownUntil, s.openings],
+        "an unauthorized call keeps the cooldown and the openings"
+      )
+      checkSlotGivenBack(s, after, lease, "an unauthorized call")
+      same(EndpointState.admission(after, now), "held-unhealthy", "unauthorized => held-unhealthy")
+      if (isCurrentProbe(s, lease)) coverage.probeUnauthorized++
+      countStale(s, lease, coverage)
+      coverage.unauthorized++
+      return [after, { ...m, leases: withoutLease(m, index), failures: m.failures + 1, held: true }]
     }
     case "cancel": {
       if (m.leases.length === 0) return [s, m]
       const index = pickLease(m, op.pick)
       const lease = m.leases[index]
       const after = EndpointState.onCancel(s, lease.probe)
+      checkOutcomeKeeps(s, after, "a cancelled call")
       check(after.recent === s.recent, "a cancelled call leaves the recent window alone")
-      same(after.consecutiveFailures, s.consecutiveFailures, "a cancelled call counts neither way")
-      if (isCurrentProbe(s, lease)) {
-        same(
-          after.circuit,
-          { _tag: "HalfOpen", probes: Math.max(0, s.circuit.probes - 1), since: s.circuit.since },
-          "frees the probe slot"
-        )
-        coverage.probeCancelled++
-      } else {
-        check(after.circuit === s.circuit, "a cancelled call leaves the circuit alone")
-        countStale(s, lease, coverage)
-      }
+      same(
+        [after.successes, after.failures, after.consecutiveFailures, after.rateLimited],
+        [s.successes, s.failures, s.consecutiveFailures, s.rateLimited],
+        "a cancelled call counts neither way"
+      )
+      same([after.held, after.openings, after.cooldownUntil], [s.held, s.openings, s.cooldownUntil], "a cancel")
+      checkSlotGivenBack(s, after, lease, "a cancelled call")
+      if (isCurrentProbe(s, lease)) coverage.probeCancelled++
+      countStale(s, lease, coverage)
       return [after, { ...m, leases: withoutLease(m, index) }]
     }
     case "forceHealthy": {
@@ -437,16 +716,25 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
       same(after.circuit, Health.closed, "forceHealthy closes")
       same(after.held, false, "forceHealthy releases a hold")
       same(after.consecutiveFailures, 0, "forceHealthy forgets failures")
+      same(after.openings, 0, "forceHealthy forgets the openings")
+      same(after.cooldownUntil, 0, "forceHealthy ends a cooldown")
+      same(after.closedAt, s.closedAt, "forceHealthy starts no slow start")
       same(after.active, s.active, "forceHealthy keeps the calls in flight")
-      return [after, { ...m, consecutive: 0 }]
+      same(
+        [after.successes, after.failures, after.rateLimited],
+        [s.successes, s.failures, s.rateLimited],
+        "forceHealthy keeps the counters"
+      )
+      return [after, { ...m, consecutive: 0, held: false, cooldownUntil: 0, openings: 0 }]
     }
     case "forceUnhealthy": {
       const after = EndpointState.forceUnhealthy(s)
       same(after.held, true, "forceUnhealthy holds")
       check(after.circuit === s.circuit, "forceUnhealthy leaves the circuit alone")
+      same([after.openings, after.cooldownUntil], [s.openings, s.cooldownUntil], "forceUnhealthy")
       same(EndpointState.status(after, now), "unhealthy", "held => unhealthy")
       same(EndpointState.admission(after, now), "held-unhealthy", "held => held-unhealthy")
-      return [after, m]
+      return [after, { ...m, held: true }]
     }
   }
 }
@@ -459,7 +747,7 @@ describe("EndpointState properties", () => {
         const endpoint = endpointOf(setup.endpoint)
         const policy = Health.resolve(policyOf(setup.policy), endpoint)
         let s = EndpointState.make(7, endpoint, policy, setup.start)
-        let m: Model = { now: setup.start, leases: [], successes: 0, failures: 0, consecutive: 0, latencies: [] }
+        let m = initialModel(setup.start)
         checkInvariants(s, m, coverage)
         for (const op of ops) {
           ;[s, m] = step(s, m, op, coverage)
@@ -472,7 +760,8 @@ describe("EndpointState properties", () => {
         }
         expect(s.active).toBe(0)
       }),
-      { numRuns: 1000 }
+      // enough runs for the rarer situations (an unauthorized probe) to come up many times
+      { numRuns: 2000 }
     )
     // every situation came up many times
     for (const [situation, count] of Object.entries(coverage)) {
@@ -552,9 +841,9 @@ const succeed = (s: State, now: number, latencyMs?: number): State => {
   return EndpointState.onSuccess(acquired, now, latencyMs, probe)
 }
 
-const fail = (s: State, now: number, countsAgainstHealth = true): State => {
+const fail = (s: State, now: number, countsAgainstHealth = true, jitter = 0): State => {
   const [acquired, probe] = acquire(s, now)
-  return EndpointState.onFailure(acquired, now, undefined, probe, countsAgainstHealth)
+  return EndpointState.onFailure(acquired, now, undefined, probe, countsAgainstHealth, jitter)
 }
 
 const repeat = (n: number, s: State, f: (s: State) => State): State => {
@@ -563,23 +852,31 @@ const repeat = (n: number, s: State, f: (s: State) => State): State => {
   return out
 }
 
-/** Default policy: maxFailures 3, recoveryTimeout 30 s, 1 probe, window 30 s, 0.2 over 5 calls. */
-const opened = (): State => repeat(3, stateOf(), (s) => fail(s, T0))
+/**
+ * Three failures at T0. Default policy: maxFailures 3, error rate 0.5 over 20 calls,
+ * recoveryTimeout 5 s (x2 per repeated opening, up to 5 min), 1 probe, 1 successful probe
+ * closes, slow start 30 s, window 30 s, degraded at 0.2 over 5 calls.
+ */
+const opened = (policy: Health.Policy = Health.defaultPolicy): State =>
+  repeat(3, stateOf({}, policy), (s) => fail(s, T0))
 
 describe("EndpointState examples", () => {
-  it("3 consecutive failures open the circuit", () => {
+  it("3 consecutive failures open the circuit for the default 5 seconds", () => {
+    expect(Duration.toMillis(Health.defaultPolicy.recoveryTimeout)).toBe(5_000)
     const two = repeat(2, stateOf(), (s) => fail(s, T0))
     expect(two.circuit).toEqual({ _tag: "Closed" })
     expect(two.consecutiveFailures).toBe(2)
+    expect(two.openings).toBe(0)
     // too few calls for the error rate to count
     expect(EndpointState.status(two, T0)).toBe("healthy")
 
     const s = fail(two, T0)
-    expect(s.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 30_000 })
+    expect(s.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
     expect(s.consecutiveFailures).toBe(3)
+    expect(s.openings).toBe(1)
     expect(EndpointState.status(s, T0)).toBe("unhealthy")
     expect(EndpointState.admission(s, T0)).toBe("unhealthy")
-    expect(EndpointState.availableAt(s)).toBe(T0 + 30_000)
+    expect(EndpointState.availableAt(s)).toBe(T0 + 5_000)
   })
 
   it("a success in between resets the count", () => {
@@ -591,57 +888,66 @@ describe("EndpointState examples", () => {
   })
 
   it("an endpoint's maxFailures and recoveryTimeout override the policy", () => {
-    const s = fail(stateOf({ maxFailures: 1, recoveryTimeout: "5 seconds" }), T0)
-    expect(s.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+    const s = fail(stateOf({ maxFailures: 1, recoveryTimeout: "7 seconds" }), T0)
+    expect(s.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 7_000 })
+    // an endpoint's recoveryTimeout longer than maxRecoveryTimeout raises the cap with it
+    expect(stateOf({ recoveryTimeout: "10 minutes" }).policy.maxRecoveryTimeoutMs).toBe(600_000)
+    expect(stateOf({ recoveryTimeout: "7 seconds" }).policy.maxRecoveryTimeoutMs).toBe(300_000)
   })
 
   it("Open admits a probe once recoveryTimeout has passed", () => {
     const s = opened()
-    expect(EndpointState.admission(s, T0 + 29_999)).toBe("unhealthy")
-    expect(EndpointState.status(s, T0 + 29_999)).toBe("unhealthy")
-    expect(EndpointState.admission(s, T0 + 30_000)).toBe("probe")
-    expect(EndpointState.status(s, T0 + 30_000)).toBe("degraded")
+    expect(EndpointState.admission(s, T0 + 4_999)).toBe("unhealthy")
+    expect(EndpointState.status(s, T0 + 4_999)).toBe("unhealthy")
+    expect(EndpointState.admission(s, T0 + 5_000)).toBe("probe")
+    expect(EndpointState.status(s, T0 + 5_000)).toBe("degraded")
 
-    const [probing, probe] = acquire(s, T0 + 30_000)
+    const [probing, probe] = acquire(s, T0 + 5_000)
     // the probe is identified by the open period it probes
     expect(probe).toBe(T0)
-    expect(probing.circuit).toEqual({ _tag: "HalfOpen", probes: 1, since: T0 })
+    expect(probing.circuit).toEqual({ _tag: "HalfOpen", probes: 1, successes: 0, since: T0 })
     // one probe at a time; the others skip it
-    expect(EndpointState.admission(probing, T0 + 30_000)).toBe("probing")
-    expect(EndpointState.status(probing, T0 + 30_000)).toBe("degraded")
+    expect(EndpointState.admission(probing, T0 + 5_000)).toBe("probing")
+    expect(EndpointState.status(probing, T0 + 5_000)).toBe("degraded")
   })
 
   it("a successful probe closes the circuit", () => {
-    const [probing, probe] = acquire(opened(), T0 + 30_000)
-    const s = EndpointState.onSuccess(probing, T0 + 31_000, 1_000, probe)
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    const s = EndpointState.onSuccess(probing, T0 + 6_000, 1_000, probe)
     expect(s.circuit).toEqual({ _tag: "Closed" })
     expect(s.consecutiveFailures).toBe(0)
     expect(s.active).toBe(0)
-    expect(EndpointState.admission(s, T0 + 31_000)).toBe("admit")
+    expect(s.openings).toBe(0)
+    expect(s.closedAt).toBe(T0 + 6_000)
+    expect(EndpointState.admission(s, T0 + 6_000)).toBe("admit")
   })
 
   it("a failed probe opens the circuit again with a new until", () => {
-    const [probing, probe] = acquire(opened(), T0 + 30_000)
-    const s = EndpointState.onFailure(probing, T0 + 32_000, undefined, probe)
-    expect(s.circuit).toEqual({ _tag: "Open", since: T0 + 32_000, until: T0 + 62_000 })
-    expect(EndpointState.admission(s, T0 + 61_999)).toBe("unhealthy")
-    expect(EndpointState.admission(s, T0 + 62_000)).toBe("probe")
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    // the second opening in a row: recoveryTimeout plus no growth with jitter 0
+    const s = EndpointState.onFailure(probing, T0 + 7_000, undefined, probe)
+    expect(s.circuit).toEqual({ _tag: "Open", since: T0 + 7_000, until: T0 + 12_000 })
+    expect(s.openings).toBe(2)
+    expect(s.closedAt).toBe(-Infinity)
+    expect(EndpointState.admission(s, T0 + 11_999)).toBe("unhealthy")
+    expect(EndpointState.admission(s, T0 + 12_000)).toBe("probe")
   })
 
   it("an interrupted probe frees its probe slot and counts neither way", () => {
-    const [probing, probe] = acquire(opened(), T0 + 30_000)
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
     const s = EndpointState.onCancel(probing, probe)
-    expect(s.circuit).toEqual({ _tag: "HalfOpen", probes: 0, since: T0 })
+    expect(s.circuit).toEqual({ _tag: "HalfOpen", probes: 0, successes: 0, since: T0 })
     expect(s.active).toBe(0)
     expect([s.successes, s.failures, s.consecutiveFailures]).toEqual([0, 3, 3])
-    expect(EndpointState.admission(s, T0 + 30_000)).toBe("probe")
+    expect(EndpointState.admission(s, T0 + 5_000)).toBe("probe")
   })
 
   it("a probe failing for a reason that is not the endpoint's frees the slot without reopening", () => {
-    const [probing, probe] = acquire(opened(), T0 + 30_000)
-    const s = EndpointState.onFailure(probing, T0 + 30_500, 500, probe, false)
-    expect(s.circuit).toEqual({ _tag: "HalfOpen", probes: 0, since: T0 })
-    expect(EndpointState.admission(s, T0 + 30_500)).toBe("probe")
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    const s = EndpointState.onFailure(probing, T0 + 5_500, 500, probe, false)
+    expect(s.circuit).toEqual({ _tag: "HalfOpen", probes: 0, successes: 0, since: T0 })
+    expect(s.openings).toBe(1)
+    expect(EndpointState.admission(s, T0 + 5_500)).toBe("probe")
   })
 
   it("failures that do not count against health never open the circuit", () => {
@@ -652,6 +958,283 @@ describe("EndpointState examples", () => {
     expect(s.recent.calls).toBe(0)
     expect(EndpointState.status(s, T0)).toBe("healthy")
     expect(EndpointState.errorRate(s)).toBe(1)
+  })
+
+  it("with halfOpenSuccesses 2, two successful probes close the circuit", () => {
+    const policy = policyOf({ halfOpenSuccesses: 2 })
+    const [first, p1] = acquire(opened(policy), T0 + 5_000)
+    const one = EndpointState.onSuccess(first, T0 + 5_100, 100, p1)
+    // one is not enough: the probe gives its slot back and its success is counted
+    expect(one.circuit).toEqual({ _tag: "HalfOpen", probes: 0, successes: 1, since: T0 })
+    expect(one.consecutiveFailures).toBe(0)
+    expect([one.openings, one.closedAt]).toEqual([1, -Infinity])
+    expect(EndpointState.admission(one, T0 + 5_100)).toBe("probe")
+    expect(EndpointState.status(one, T0 + 5_100)).toBe("degraded")
+
+    const [second, p2] = acquire(one, T0 + 5_200)
+    expect(p2).toBe(T0)
+    expect(second.circuit).toEqual({ _tag: "HalfOpen", probes: 1, successes: 1, since: T0 })
+    expect(EndpointState.admission(second, T0 + 5_200)).toBe("probing")
+    const two = EndpointState.onSuccess(second, T0 + 5_300, 100, p2)
+    expect(two.circuit).toEqual({ _tag: "Closed" })
+    expect([two.openings, two.closedAt, two.active]).toEqual([0, T0 + 5_300, 0])
+    expect(EndpointState.admission(two, T0 + 5_300)).toBe("admit")
+
+    // a failed probe after one success opens the circuit again; the next period starts over
+    const reopened = EndpointState.onFailure(second, T0 + 5_300, undefined, p2)
+    expect(reopened.circuit).toEqual({ _tag: "Open", since: T0 + 5_300, until: T0 + 10_300 })
+    expect(reopened.openings).toBe(2)
+    const [again, p3] = acquire(reopened, T0 + 10_300)
+    expect(p3).toBe(T0 + 5_300)
+    expect(again.circuit).toEqual({ _tag: "HalfOpen", probes: 1, successes: 0, since: T0 + 5_300 })
+    expect(EndpointState.onSuccess(again, T0 + 10_400, 100, p3).circuit).toEqual({
+      _tag: "HalfOpen",
+      probes: 0,
+      successes: 1,
+      since: T0 + 5_300
+    })
+
+    // with two probes at once, both must succeed
+    const both = policyOf({ halfOpenSuccesses: 2, halfOpenProbes: 2 })
+    const [withA, a] = acquire(opened(both), T0 + 5_000)
+    const [withB, b] = acquire(withA, T0 + 5_000)
+    expect(withB.circuit).toEqual({ _tag: "HalfOpen", probes: 2, successes: 0, since: T0 })
+    const afterA = EndpointState.onSuccess(withB, T0 + 5_100, 100, a)
+    expect(afterA.circuit).toEqual({ _tag: "HalfOpen", probes: 1, successes: 1, since: T0 })
+    expect(EndpointState.onSuccess(afterA, T0 + 5_200, 100, b).circuit).toEqual({ _tag: "Closed" })
+  })
+
+  it("the circuit opens when the recent error rate reaches failureRateThreshold over failureRateMinRequests calls", () => {
+    // maxFailures out of the way: only the error rate (defaults 0.5 over 20 calls) can open it
+    const policy = policyOf({ maxFailures: 100 })
+    const alternate = (n: number, s: State, now: number) => repeat(n, s, (t) => fail(succeed(t, now), now))
+    // 9 failures in 18 calls: the rate is reached, the volume not
+    const nine = alternate(9, stateOf({}, policy), T0)
+    expect(Health.recentErrorRate(nine.recent)).toBe(0.5)
+    expect(Health.recentCalls(nine.recent, T0, 30_000)).toBe(18)
+    expect(nine.circuit).toEqual({ _tag: "Closed" })
+    // 10 in 20: both
+    const ten = alternate(1, nine, T0)
+    expect(ten.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+    expect(ten.consecutiveFailures).toBe(1)
+    expect(ten.openings).toBe(1)
+
+    // just under the rate over enough calls: 10 failures in 21 calls
+    const under = repeat(10, repeat(11, stateOf({}, policy), (s) => succeed(s, T0)), (s) => fail(s, T0))
+    expect(Health.recentErrorRate(under.recent)).toBeCloseTo(10 / 21, 12)
+    expect(under.circuit).toEqual({ _tag: "Closed" })
+    // the next failure makes 11 in 22
+    expect(fail(under, T0).circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+
+    // the volume is the decayed one: the same 20th call 30 s later sees 19 / e + 1 = 8 calls
+    const nineteen = succeed(nine, T0)
+    const late = fail(nineteen, T0 + 30_000)
+    expect(Health.recentCalls(late.recent, T0 + 30_000, 30_000)).toBeCloseTo(19 / Math.E + 1, 9)
+    expect(Health.recentErrorRate(late.recent)).toBeGreaterThan(0.5)
+    expect(late.circuit).toEqual({ _tag: "Closed" })
+
+    // failures that do not count against health do not count toward the rate either
+    const excused = repeat(20, stateOf({}, policy), (s) => fail(s, T0, false))
+    expect(excused.circuit).toEqual({ _tag: "Closed" })
+    // and a lower volume or threshold opens sooner: 2 failures in 4 calls
+    const eager = alternate(2, stateOf({}, policyOf({ maxFailures: 100, failureRateMinRequests: 4 })), T0)
+    expect(eager.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+    const strict = policyOf({ maxFailures: 100, failureRateThreshold: 0.8 })
+    expect(alternate(10, stateOf({}, strict), T0).circuit).toEqual({ _tag: "Closed" })
+  })
+
+  it("each opening in a row lasts between recoveryTimeout and recoveryTimeout x recoveryFactor^n, jittered", () => {
+    // the first opening lasts recoveryTimeout exactly, whatever the jitter
+    const first = repeat(3, stateOf(), (s) => fail(s, T0, true, 0.9))
+    expect(first.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+    const [probing, probe] = acquire(first, T0 + 5_000)
+    const second = (jitter: number, p: State = probing) =>
+      EndpointState.onFailure(p, T0 + 5_000, undefined, probe, true, jitter)
+    // the second: between 5 s and 5 s x 2, the jitter choosing where
+    for (const [jitter, ms] of [[0, 5_000], [0.001, 5_005], [0.25, 6_250], [0.5, 7_500], [0.999, 9_995]]) {
+      const s = second(jitter)
+      expect(s.circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 5_000 + ms })
+      expect(s.openings).toBe(2)
+    }
+    for (let jitter = 0; jitter < 1; jitter += 0.01) {
+      const c = second(jitter).circuit
+      if (c._tag !== "Open") throw new Error(`not open: ${c._tag}`)
+      expect(c.until - c.since).toBeGreaterThanOrEqual(5_000)
+      expect(c.until - c.since).toBeLessThanOrEqual(10_000)
+    }
+    // the third: between 5 s and 5 s x 4
+    const [probingAgain, probeAgain] = acquire(second(0.5), T0 + 12_500)
+    const third = (jitter: number) =>
+      EndpointState.onFailure(probingAgain, T0 + 12_500, undefined, probeAgain, true, jitter)
+    expect(third(0).circuit).toEqual({ _tag: "Open", since: T0 + 12_500, until: T0 + 17_500 })
+    expect(third(0.5).circuit).toEqual({ _tag: "Open", since: T0 + 12_500, until: T0 + 25_000 })
+    expect(third(0.999).circuit).toEqual({ _tag: "Open", since: T0 + 12_500, until: T0 + 32_485 })
+    expect(third(0.5).openings).toBe(3)
+
+    // recoveryFactor sets the growth and maxRecoveryTimeout caps it
+    const tripled = acquire(opened(policyOf({ recoveryFactor: 3 })), T0 + 5_000)
+    expect(second(0.5, tripled[0]).circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 15_000 })
+    const capped = acquire(opened(policyOf({ maxRecoveryTimeout: "8 seconds" })), T0 + 5_000)
+    expect(second(0.999, capped[0]).circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 12_997 })
+    const flat = acquire(opened(policyOf({ recoveryFactor: 1 })), T0 + 5_000)
+    expect(second(0.999, flat[0]).circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 10_000 })
+
+    // Health.openDurationMs itself
+    const p = Health.resolve(Health.defaultPolicy, endpointOf())
+    expect(Health.openDurationMs(p, 0, 0.999)).toBe(5_000)
+    expect(Health.openDurationMs(p, 1, 0)).toBe(5_000)
+    expect(Health.openDurationMs(p, 1, 0.5)).toBe(7_500)
+    expect(Health.openDurationMs(p, 20, 0.999)).toBeLessThanOrEqual(300_000)
+    expect(Health.openDurationMs(p, 20, 0.999)).toBeGreaterThan(299_000)
+  })
+
+  it("a clean close forgets earlier openings: the next one lasts recoveryTimeout again", () => {
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    const twice = EndpointState.onFailure(probing, T0 + 5_000, undefined, probe, true, 0.5)
+    expect(twice.circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 12_500 })
+    expect(twice.openings).toBe(2)
+    const [probingAgain, probeAgain] = acquire(twice, T0 + 12_500)
+    const closed = EndpointState.onSuccess(probingAgain, T0 + 13_000, 100, probeAgain)
+    expect(closed.circuit).toEqual({ _tag: "Closed" })
+    expect(closed.openings).toBe(0)
+    // three more failures: recoveryTimeout exactly, however high the jitter
+    const third = repeat(3, closed, (s) => fail(s, T0 + 14_000, true, 0.99))
+    expect(third.circuit).toEqual({ _tag: "Open", since: T0 + 14_000, until: T0 + 19_000 })
+    expect(third.openings).toBe(1)
+
+    // forceHealthy forgets them as well (and ends a cooldown), but starts no slow start
+    const forced = EndpointState.forceHealthy(
+      EndpointState.onRateLimited(EndpointState.onAcquire(twice, false), T0 + 60_000, undefined)
+    )
+    expect([forced.openings, forced.cooldownUntil, forced.closedAt]).toEqual([0, 0, -Infinity])
+    expect(forced.circuit).toEqual({ _tag: "Closed" })
+    const afterForced = repeat(3, forced, (s) => fail(s, T0 + 13_000, true, 0.99))
+    expect(afterForced.circuit).toEqual({ _tag: "Open", since: T0 + 13_000, until: T0 + 18_000 })
+    expect(afterForced.openings).toBe(1)
+  })
+
+  it("after a probe closes the circuit, the traffic share ramps linearly from 0.1 to 1 over slowStart", () => {
+    // never closed after opening: full share
+    const fresh = stateOf()
+    expect(fresh.closedAt).toBe(-Infinity)
+    expect(EndpointState.trafficShare(fresh, T0)).toBe(1)
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    expect(probing.closedAt).toBe(-Infinity)
+
+    const at = T0 + 6_000
+    const s = EndpointState.onSuccess(probing, at, 100, probe)
+    expect(s.closedAt).toBe(at)
+    expect(EndpointState.trafficShare(s, at)).toBeCloseTo(0.1, 12)
+    expect(EndpointState.trafficShare(s, at + 7_500)).toBeCloseTo(0.325, 12)
+    expect(EndpointState.trafficShare(s, at + 15_000)).toBeCloseTo(0.55, 12)
+    expect(EndpointState.trafficShare(s, at + 29_999)).toBeCloseTo(0.1 + 0.9 * 29_999 / 30_000, 12)
+    expect(EndpointState.trafficShare(s, at + 29_999)).toBeLessThan(1)
+    expect(EndpointState.trafficShare(s, at + 30_000)).toBe(1)
+    expect(EndpointState.trafficShare(s, at + 300_000)).toBe(1)
+    for (let t = 0; t <= 30_000; t += 1_000) {
+      expect(EndpointState.trafficShare(s, at + t)).toBeCloseTo(0.1 + 0.9 * t / 30_000, 12)
+    }
+    // calls during the ramp do not restart it
+    expect(succeed(s, at + 1_000).closedAt).toBe(at)
+    // slowStart sets the ramp's length; 0 turns it off
+    const tenSeconds = acquire(opened(policyOf({ slowStart: "10 seconds" })), T0 + 5_000)
+    const quick = EndpointState.onSuccess(tenSeconds[0], at, 100, tenSeconds[1])
+    expect(EndpointState.trafficShare(quick, at + 5_000)).toBeCloseTo(0.55, 12)
+    expect(EndpointState.trafficShare(quick, at + 10_000)).toBe(1)
+    const off = acquire(opened(policyOf({ slowStart: 0 })), T0 + 5_000)
+    expect(EndpointState.trafficShare(EndpointState.onSuccess(off[0], at, 100, off[1]), at)).toBe(1)
+    // forceHealthy takes full traffic at once
+    const forced = EndpointState.forceHealthy(opened())
+    expect(forced.closedAt).toBe(-Infinity)
+    expect(EndpointState.trafficShare(forced, T0)).toBe(1)
+  })
+
+  it("a rate-limited call rests the endpoint until `until`, leaving the circuit and the error rate alone", () => {
+    const [acquired] = acquire(succeed(stateOf(), T0, 100), T0)
+    const s = EndpointState.onRateLimited(acquired, T0 + 2_000, undefined)
+    expect(s.active).toBe(0)
+    expect([s.successes, s.failures, s.rateLimited, s.consecutiveFailures]).toEqual([1, 1, 1, 0])
+    expect(s.cooldownUntil).toBe(T0 + 2_000)
+    expect(s.circuit).toBe(acquired.circuit)
+    expect(s.recent).toBe(acquired.recent)
+    expect([s.held, s.openings]).toEqual([false, 0])
+    expect(EndpointState.admission(s, T0)).toBe("cooling-down")
+    expect(EndpointState.admission(s, T0 + 1_999)).toBe("cooling-down")
+    expect(EndpointState.status(s, T0 + 1_999)).toBe("unhealthy")
+    expect(EndpointState.availableAt(s)).toBe(T0 + 2_000)
+    expect(EndpointState.admission(s, T0 + 2_000)).toBe("admit")
+    expect(EndpointState.status(s, T0 + 2_000)).toBe("healthy")
+
+    // an earlier until does not shorten the rest; a later one extends it
+    const [again] = acquire(s, T0 + 2_000)
+    expect(EndpointState.onRateLimited(again, T0 + 1_000, undefined).cooldownUntil).toBe(T0 + 2_000)
+    const longer = EndpointState.onRateLimited(again, T0 + 9_000, undefined)
+    expect([longer.cooldownUntil, longer.rateLimited, longer.failures]).toEqual([T0 + 9_000, 2, 2])
+    // rate limits are not health failures: any number of them leaves the circuit closed
+    const many = repeat(
+      10,
+      stateOf(),
+      (t) => EndpointState.onRateLimited(EndpointState.onAcquire(t, false), T0, undefined)
+    )
+    expect(many.circuit).toEqual({ _tag: "Closed" })
+    expect([many.failures, many.rateLimited, many.consecutiveFailures, many.recent.calls]).toEqual([10, 10, 0, 0])
+    // forceHealthy ends the rest
+    const forced = EndpointState.forceHealthy(s)
+    expect(forced.cooldownUntil).toBe(0)
+    expect(EndpointState.admission(forced, T0)).toBe("admit")
+
+    // a rate-limited probe gives its slot back without reopening; the endpoint rests first
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    const r = EndpointState.onRateLimited(probing, T0 + 8_000, probe)
+    expect(r.circuit).toEqual({ _tag: "HalfOpen", probes: 0, successes: 0, since: T0 })
+    expect([r.active, r.openings, r.failures, r.rateLimited, r.consecutiveFailures]).toEqual([0, 1, 4, 1, 3])
+    expect(EndpointState.admission(r, T0 + 7_999)).toBe("cooling-down")
+    expect(EndpointState.status(r, T0 + 7_999)).toBe("unhealthy")
+    expect(EndpointState.admission(r, T0 + 8_000)).toBe("probe")
+    expect(EndpointState.status(r, T0 + 8_000)).toBe("degraded")
+
+    // open and resting: available at the later of the two
+    const [inFlight] = acquire(stateOf(), T0)
+    const open = repeat(3, inFlight, (t) => fail(t, T0))
+    expect(open.active).toBe(1)
+    const early = EndpointState.onRateLimited(open, T0 + 3_000, undefined)
+    expect(early.circuit).toBe(open.circuit)
+    expect(EndpointState.availableAt(early)).toBe(T0 + 5_000)
+    expect(EndpointState.admission(early, T0 + 2_999)).toBe("cooling-down")
+    expect(EndpointState.admission(early, T0 + 3_000)).toBe("unhealthy")
+    const late = EndpointState.onRateLimited(open, T0 + 8_000, undefined)
+    expect(EndpointState.availableAt(late)).toBe(T0 + 8_000)
+    expect(EndpointState.admission(late, T0 + 6_000)).toBe("cooling-down")
+    expect(EndpointState.admission(late, T0 + 8_000)).toBe("probe")
+  })
+
+  it("an unauthorized call holds the endpoint out until forceHealthy", () => {
+    const [acquired] = acquire(succeed(stateOf(), T0, 100), T0)
+    const s = EndpointState.onUnauthorized(acquired, undefined)
+    expect(s.active).toBe(0)
+    expect([s.successes, s.failures, s.rateLimited, s.consecutiveFailures]).toEqual([1, 1, 0, 0])
+    expect(s.held).toBe(true)
+    expect(s.circuit).toBe(acquired.circuit)
+    expect(s.recent).toBe(acquired.recent)
+    expect([s.cooldownUntil, s.openings]).toEqual([0, 0])
+    // a key does not fix itself
+    expect(EndpointState.admission(s, T0)).toBe("held-unhealthy")
+    expect(EndpointState.admission(s, T0 + 3_600_000)).toBe("held-unhealthy")
+    expect(EndpointState.status(s, T0 + 3_600_000)).toBe("unhealthy")
+    expect(EndpointState.availableAt(s)).toBeUndefined()
+
+    // an unauthorized probe gives its slot back
+    const [probing, probe] = acquire(opened(), T0 + 5_000)
+    const u = EndpointState.onUnauthorized(probing, probe)
+    expect(u.circuit).toEqual({ _tag: "HalfOpen", probes: 0, successes: 0, since: T0 })
+    expect([u.active, u.held, u.openings, u.failures]).toEqual([0, true, 1, 4])
+    expect(EndpointState.admission(u, T0 + 5_000)).toBe("held-unhealthy")
+
+    // forceHealthy releases it
+    const released = EndpointState.forceHealthy(u)
+    expect(released.held).toBe(false)
+    expect(released.circuit).toEqual({ _tag: "Closed" })
+    expect(EndpointState.admission(released, T0 + 5_000)).toBe("admit")
   })
 
   it("degraded when the recent error rate reaches 0.2 over at least 5 calls", () => {
@@ -738,10 +1321,18 @@ describe("EndpointState examples", () => {
     expect(EndpointState.availableAt(held)).toBeUndefined()
     // still held after the recovery timeout of an open circuit
     const heldOpen = EndpointState.forceUnhealthy(opened())
+    expect(EndpointState.admission(opened(), T0 + 5_000)).toBe("probe")
+    expect(EndpointState.admission(heldOpen, T0 + 5_000)).toBe("held-unhealthy")
     expect(EndpointState.admission(heldOpen, T0 + 60_000)).toBe("held-unhealthy")
     const released = EndpointState.forceHealthy(heldOpen)
     expect(released.circuit).toEqual({ _tag: "Closed" })
     expect(released.consecutiveFailures).toBe(0)
+    expect([released.held, released.openings, released.cooldownUntil, released.closedAt]).toEqual([
+      false,
+      0,
+      0,
+      -Infinity
+    ])
     expect(EndpointState.admission(released, T0)).toBe("admit")
   })
 
@@ -779,7 +1370,7 @@ describe("EndpointState examples", () => {
     const [withP3, p3] = acquire(second, T0 + 20_000)
     const [s, p4] = acquire(withP3, T0 + 20_000)
     expect([p3, p4]).toEqual([T0 + 10_000, T0 + 10_000])
-    expect(s.circuit).toEqual({ _tag: "HalfOpen", probes: 2, since: T0 + 10_000 })
+    expect(s.circuit).toEqual({ _tag: "HalfOpen", probes: 2, successes: 0, since: T0 + 10_000 })
     expect(s.active).toBe(3)
     expect(EndpointState.admission(s, T0 + 20_000)).toBe("probing")
     return { s, p2, p3 }
@@ -788,7 +1379,7 @@ describe("EndpointState examples", () => {
   // Guards the probe slot accounting: a late probe of an earlier period frees no slot of the current one.
   it("a probe left over from an earlier half-open period does not free a current slot", () => {
     const { p2, s } = twoPeriods()
-    const full = { _tag: "HalfOpen", probes: 2, since: T0 + 10_000 }
+    const full = { _tag: "HalfOpen", probes: 2, successes: 0, since: T0 + 10_000 }
     // P2 is interrupted: P3 and P4 are still in flight, no room for another probe
     const cancelled = EndpointState.onCancel(s, p2)
     expect(cancelled.circuit).toEqual(full)
@@ -804,13 +1395,20 @@ describe("EndpointState examples", () => {
     expect(failed.circuit).toEqual(full)
     expect(failed.active).toBe(2)
     expect([failed.failures, failed.consecutiveFailures]).toEqual([s.failures + 1, s.consecutiveFailures + 1])
+    // the same when P2 is rate limited or refused
+    const limited = EndpointState.onRateLimited(s, T0 + 20_000, p2)
+    expect(limited.circuit).toEqual(full)
+    expect(limited.active).toBe(2)
+    const refused = EndpointState.onUnauthorized(s, p2)
+    expect(refused.circuit).toEqual(full)
+    expect(refused.active).toBe(2)
   })
 
   it("a probe left over from an earlier half-open period does not close the current one by succeeding", () => {
     const { p2, p3, s } = twoPeriods()
     const late = EndpointState.onSuccess(s, T0 + 20_500, 100, p2)
     // counted as an ordinary success, the current period still probing
-    expect(late.circuit).toEqual({ _tag: "HalfOpen", probes: 2, since: T0 + 10_000 })
+    expect(late.circuit).toEqual({ _tag: "HalfOpen", probes: 2, successes: 0, since: T0 + 10_000 })
     expect(late.active).toBe(2)
     expect([late.successes, late.consecutiveFailures]).toEqual([s.successes + 1, 0])
     expect(EndpointState.admission(late, T0 + 20_500)).toBe("probing")
@@ -821,15 +1419,15 @@ describe("EndpointState examples", () => {
     expect(closed.active).toBe(1)
 
     // the same when forceHealthy ended the probe's period and the circuit opened again
-    const [probing, stale] = acquire(opened(), T0 + 30_000)
+    const [probing, stale] = acquire(opened(), T0 + 5_000)
     expect(stale).toBe(T0)
     const reopened = repeat(3, EndpointState.forceHealthy(probing), (t) => fail(t, T0 + 30_000))
-    expect(reopened.circuit).toEqual({ _tag: "Open", since: T0 + 30_000, until: T0 + 60_000 })
-    const [probingAgain, current] = acquire(reopened, T0 + 60_000)
+    expect(reopened.circuit).toEqual({ _tag: "Open", since: T0 + 30_000, until: T0 + 35_000 })
+    const [probingAgain, current] = acquire(reopened, T0 + 35_000)
     expect(current).toBe(T0 + 30_000)
-    const t = EndpointState.onSuccess(probingAgain, T0 + 60_000, undefined, stale)
-    expect(t.circuit).toEqual({ _tag: "HalfOpen", probes: 1, since: T0 + 30_000 })
+    const t = EndpointState.onSuccess(probingAgain, T0 + 35_000, undefined, stale)
+    expect(t.circuit).toEqual({ _tag: "HalfOpen", probes: 1, successes: 0, since: T0 + 30_000 })
     expect(t.active).toBe(1)
-    expect(EndpointState.admission(t, T0 + 60_000)).toBe("probing")
+    expect(EndpointState.admission(t, T0 + 35_000)).toBe("probing")
   })
 })

@@ -163,9 +163,15 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     // one draw from `Random` seeds the balancer's own generator (strategies, jitter)
     const draw = random.fromSeed(yield* Random.nextInt)
     const start = clock.unsafeCurrentTimeMillis()
+    // an endpoint's policy: the balancer's, its own overrides, and its planned open periods
+    const policyOf = (endpoint: Endpoint.Endpoint) =>
+      policy.recoverySchedule === undefined
+        ? Effect.succeed(Health.resolve(policy, endpoint))
+        : Health.resolveWithSchedule(policy, endpoint, Math.floor(draw() * 2 ** 32))
+    const policies = yield* Effect.forEach(resolved.endpoints, policyOf)
     const ref = yield* Ref.make(
       resolved.endpoints.reduce(
-        (table, endpoint) => Table.add(table, endpoint, Health.resolve(policy, endpoint), start),
+        (table, endpoint, i) => Table.add(table, endpoint, policies[i], start),
         Table.make(strategy)
       )
     )
