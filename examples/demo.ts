@@ -6,17 +6,16 @@
  * - "flaky" answers in about 40 ms but fails 15 % of its calls, so it is now and then
  *   DEGRADED (used only when the healthy endpoints are full), and once in a while three
  *   failures in a row open its circuit by chance. Then it has an outage: its circuit opens,
- *   the half-open probes fail while it is down, and the first probe after it comes back
- *   closes the circuit again.
+ *   the half-open probes fail while it is down (each failed probe keeps it open longer),
+ *   and the first probe after it comes back closes the circuit again; its share of the
+ *   traffic then ramps up over two seconds (slow start).
  * - At the end "slow" is drained for maintenance with `forceUnhealthy`, then brought back.
  *
  * It prints the events as they happen, what went where in each phase, and the stats.
  */
-import { Clock, Console, Data, Effect, Random, Ref, Stream } from "effect"
-import type { Endpoint } from "effect-llm-balancer"
-import { Balancer, Event } from "effect-llm-balancer"
-
-class ProviderError extends Data.TaggedError("ProviderError")<{ readonly status: number }> {}
+import { Clock, Console, Effect, Random, Ref, Stream } from "effect"
+import type { Endpoint, Event } from "effect-llm-balancer"
+import { Balancer, Errors } from "effect-llm-balancer"
 
 interface Phase {
   readonly name: string
@@ -44,7 +43,7 @@ const BalancerLayer = Balancer.layer({
   ],
   strategy: "least-connections",
   // short times, so that the whole story fits in a few seconds
-  health: { maxFailures: 3, recoveryTimeout: "1 second", window: "3 seconds" }
+  health: { maxFailures: 3, recoveryTimeout: "1 second", window: "3 seconds", slowStart: "2 seconds" }
 })
 
 // --- the scripted endpoints -----------------------------------------------------------
@@ -53,19 +52,22 @@ const latency = (min: number, max: number) => Effect.flatMap(Random.nextIntBetwe
 
 const fails = (probability: number) => Effect.map(Random.next, (r) => r < probability)
 
-const respond = (endpoint: Endpoint.Endpoint, phase: Phase): Effect.Effect<string, ProviderError> => {
+const respond = (endpoint: Endpoint.Endpoint, phase: Phase): Effect.Effect<string, Errors.Unavailable> => {
   switch (endpoint.name) {
     case "fast":
       return Effect.as(latency(15, 25), "ok")
     case "slow":
       return Effect.as(latency(100, 140), "ok")
     default: {
-      if (phase.flaky === "down") return Effect.zipRight(latency(3, 8), Effect.fail(new ProviderError({ status: 503 })))
+      if (phase.flaky === "down") {
+        return Effect.zipRight(latency(3, 8), Effect.fail(new Errors.Unavailable({ endpoint: "flaky", status: 503 })))
+      }
       return Effect.zipRight(
         latency(30, 50),
         Effect.flatMap(
           fails(phase.flaky === "shaky" ? 0.15 : 0.03),
-          (failed) => failed ? Effect.fail(new ProviderError({ status: 500 })) : Effect.succeed("ok")
+          (failed) =>
+            failed ? Effect.fail(new Errors.Unavailable({ endpoint: "flaky", status: 500 })) : Effect.succeed("ok")
         )
       )
     }
@@ -76,15 +78,19 @@ const respond = (endpoint: Endpoint.Endpoint, phase: Phase): Effect.Effect<strin
 
 const pad = (value: unknown, width: number) => String(value).padStart(width)
 
-const describe = (event: Event.Event, since: (at: number) => string) =>
-  Event.Event.$match(event, {
-    EndpointAdded: (e) => `${e.name} added`,
-    EndpointRemoved: (e) => `${e.name} removed`,
-    EndpointUnhealthy: (e) =>
-      `${e.name} UNHEALTHY (${e.reason})` + (e.until === undefined ? "" : `, probe after ${since(e.until)}`),
-    EndpointProbing: (e) => `${e.name} PROBING`,
-    EndpointRecovered: (e) => `${e.name} RECOVERED (${e.reason})`
-  })
+const describe = (event: Event.Event, since: (at: number) => string): string => {
+  switch (event._tag) {
+    case "EndpointUnhealthy":
+      return `${event.name} UNHEALTHY (${event.reason})` +
+        (event.until === undefined ? "" : `, probe after ${since(event.until)}`)
+    case "EndpointProbing":
+      return `${event.name} PROBING`
+    case "EndpointRecovered":
+      return `${event.name} RECOVERED (${event.reason})`
+    default:
+      return `${event.name} ${event._tag}`
+  }
+}
 
 const printStats = (stats: ReadonlyArray<Balancer.EndpointStats>) => {
   const header = ["endpoint", "status", "circuit", "ok", "failed", "error %", "avg ms", "recent ms"]
@@ -113,11 +119,14 @@ const program = Effect.gen(function*() {
   const start = yield* Clock.currentTimeMillis
   const since = (at: number) => `${((at - start) / 1000).toFixed(2)}s`
 
-  // print every event as it happens; the subscription starts once the fiber runs
+  // print every event as it happens; subscribed before the fork, so none is missed
+  const events = yield* balancer.subscribe
   yield* Effect.forkScoped(
-    Stream.runForEach(balancer.events, (event) => Console.log(`  [${since(event.at)}] ${describe(event, since)}`))
+    Stream.runForEach(
+      Stream.fromQueue(events),
+      (event) => Console.log(`  [${since(event.at)}] ${describe(event, since)}`)
+    )
   )
-  yield* Effect.sleep(0)
 
   yield* Console.log(`${CALLERS} callers, strategy ${balancer.strategy}, endpoints fast / slow / flaky\n`)
 
@@ -141,7 +150,8 @@ const program = Effect.gen(function*() {
       { wait: "1 second" } // wait for a free slot rather than fail at once
     ).pipe(
       Effect.catchTags({
-        ProviderError: () => Effect.void, // a real caller would retry on another endpoint
+        // Router.execute would fail over to another endpoint (see examples/resilience.ts)
+        Unavailable: () => Effect.void,
         NoEndpointAvailable: () => count("(none)", true)
       })
     )

@@ -51,7 +51,8 @@ const everyField = Endpoint.decode({
   maxConcurrency: 16, // calls in flight at once (default: unlimited)
   limits: { rpm: 500, tpm: 200_000, rpd: 10_000 },
   cost: { inputPerMillion: 2.5, outputPerMillion: 10 },
-  contextWindow: 128_000,
+  contextWindow: 128_000, // input + output tokens; Hints.minContextWindow reads it
+  quotaGroup: "azure-eu", // endpoints sharing one key or account: a 429 cools them all down
   maxFailures: 5, // overrides the health policy for this endpoint
   recoveryTimeout: "1 minute" // overrides the health policy for this endpoint
 })
@@ -122,6 +123,19 @@ const hints = Effect.gen(function*() {
   const answer = yield* Balancer.use((e) => complete(e, "patient"), { wait: "1 second" })
   yield* Console.log(`${answer} after waiting ~${Math.round((Date.now() - start) / 10) * 10} ms`)
   yield* Fiber.join(busy)
+
+  // acquire({ wait }) works in acquireUseRelease too, whose acquire step is uninterruptible:
+  // the wait still ends on time
+  const busyAgain = yield* Effect.fork(Balancer.use(() => Effect.sleep("50 millis"), { tags: ["region:us"] }))
+  yield* Effect.sleep("5 millis")
+  const waited = Date.now()
+  const gaveUp = yield* Effect.flip(Effect.acquireUseRelease(
+    Balancer.acquire({ tags: ["region:us"], wait: "20 millis" }),
+    (lease) => complete(lease.endpoint, "too late"),
+    (lease) => Balancer.release(lease, Outcome.cancelled)
+  ))
+  yield* Console.log(`${gaveUp._tag} after waiting ~${Math.round((Date.now() - waited) / 10) * 10} ms`)
+  yield* Fiber.join(busyAgain)
 })
 
 // --- errors ---------------------------------------------------------------------------
@@ -164,21 +178,24 @@ const errors = Effect.gen(function*() {
 
 const statsAndEvents = Effect.gen(function*() {
   const balancer = yield* Balancer.Balancer
-  // the subscription starts when the stream runs: give the forked fiber a moment
+  // subscribed from here on, for as long as the scope lasts: every event is kept for the
+  // consumer, even before its fiber first runs
+  const events = yield* balancer.subscribe
   const printer = yield* Effect.fork(
-    Stream.runForEach(balancer.events, (event) => Console.log(`event: ${event._tag} ${event.name}`))
+    Stream.fromQueue(events).pipe(
+      Stream.takeUntil((event) => event._tag === "EndpointRemoved"), // the last event we expect
+      Stream.runForEach((event) => Console.log(`event: ${event._tag} ${event.name}`))
+    )
   )
-  yield* Effect.sleep(0)
 
   yield* balancer.addEndpoint({ name: "mistral", provider: "mistral", model: "mistral-small-latest" })
   yield* Effect.repeatN(Balancer.use((e) => complete(e, "hi")), 5)
   yield* balancer.removeEndpoint("anthropic")
-  yield* Effect.sleep(0) // let the printer catch up before stopping it
-  yield* Fiber.interrupt(printer)
+  yield* Fiber.join(printer)
 
   const [first] = yield* balancer.stats
   yield* Console.log(first)
-})
+}).pipe(Effect.scoped)
 
 // --- BalancerLive: the configuration from a ConfigProvider ----------------------------
 
@@ -201,6 +218,28 @@ const fromConfig = Effect.gen(function*() {
   }))
 )
 
+// Bad values are named by their full path. A ConfigProvider only hands over the keys that
+// are asked for, so a misspelt key ("wieght") is not seen: the endpoint keeps weight 1.
+const badConfig = (json: object) =>
+  Effect.flip(Effect.provide(Balancer.stats, Balancer.BalancerLive)).pipe(
+    Effect.withConfigProvider(ConfigProvider.fromJson(json)),
+    Effect.flatMap((error) => Console.log(error.message))
+  )
+
+const configErrors = Effect.gen(function*() {
+  yield* badConfig({
+    balancer: {
+      endpoints: [
+        { name: "a", provider: "openai", model: "gpt-4o-mini", weight: -1 },
+        { name: "b", provider: "openai", model: "", wieght: 2 }
+      ],
+      health: { recoveryTimeout: "soon" }
+    }
+  })
+  // no balancer section at all (or an empty endpoint list)
+  yield* badConfig({ balancer: { strategy: "round-robin" } })
+})
+
 const section = (title: string) => Console.log(`\n== ${title}`)
 
 const main = Effect.gen(function*() {
@@ -218,6 +257,7 @@ const main = Effect.gen(function*() {
   yield* Effect.provide(statsAndEvents, BalancerLayer)
   yield* section("BalancerLive")
   yield* fromConfig
+  yield* configErrors
 })
 
 Effect.runPromise(main).catch((error) => {

@@ -1,43 +1,66 @@
 /**
- * Health tracking: failures open the circuit, a probe closes it again, DEGRADED
- * endpoints are used last, interrupted calls count neither way, and an operator can
- * force an endpoint out and back in. Most sections run on `TestClock`, so a 30-second
- * recovery takes no time; the last one reads its configuration with `BalancerLive` and
- * recovers on the real clock after 200 ms.
+ * Health tracking: failures open the circuit, a probe closes it again (a failed probe
+ * opens it for longer), DEGRADED endpoints are used last, interrupted calls count
+ * neither way, and an operator can force an endpoint out and back in. Most sections run
+ * on `TestClock`, so a 30-second recovery takes no time; the last one reads its
+ * configuration with `BalancerLive` and recovers on the real clock after 200 ms.
  *
  *   npx tsx --tsconfig tsconfig.examples.json examples/health.ts
  *
  * docs/health.md quotes trimmed copies of the sections below.
  */
-import { ConfigProvider, Console, Data, Effect, Fiber, Ref, Stream, TestClock, TestContext } from "effect"
-import { Balancer, Event, Outcome } from "effect-llm-balancer"
+import {
+  ConfigProvider,
+  Console,
+  Data,
+  Duration,
+  Effect,
+  Fiber,
+  Queue,
+  Random,
+  Ref,
+  TestClock,
+  TestContext
+} from "effect"
+import type { Event } from "effect-llm-balancer"
+import { Balancer, Outcome } from "effect-llm-balancer"
 
 class Unavailable extends Data.TaggedError("Unavailable")<{ readonly endpoint: string }> {}
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)}s`
 
-const describe = Event.Event.$match({
-  EndpointAdded: (e) => `${e.name} added`,
-  EndpointRemoved: (e) => `${e.name} removed`,
-  EndpointUnhealthy: (e) =>
-    `${e.name} UNHEALTHY (${e.reason})${e.until === undefined ? "" : `, probe at t=${seconds(e.until)}`}`,
-  EndpointProbing: (e) => `${e.name} PROBING`,
-  EndpointRecovered: (e) => `${e.name} RECOVERED (${e.reason})`
-})
+const describe = (event: Event.Event): string => {
+  switch (event._tag) {
+    case "EndpointUnhealthy":
+      return `${event.name} UNHEALTHY (${event.reason})${
+        event.until === undefined ? "" : `, probe at t=${seconds(event.until)}`
+      }`
+    case "EndpointProbing":
+      return `${event.name} PROBING`
+    case "EndpointRecovered":
+      return `${event.name} RECOVERED (${event.reason})`
+    default:
+      return `${event.name} ${event._tag}`
+  }
+}
 
-/** Prints every event as it happens, in a fiber that lives as long as the scope. */
-const printEvents = Effect.gen(function*() {
+/**
+ * Subscribes to the balancer's events and returns an effect that prints the ones published
+ * since it last ran. The subscription keeps every event from the moment it is made, for as
+ * long as the scope lasts; reading it in the same fiber needs no printer fiber and no
+ * `TestClock.adjust(0)`, and the output comes out in a fixed order.
+ */
+const watchEvents = Effect.gen(function*() {
   const balancer = yield* Balancer.Balancer
-  yield* Effect.forkScoped(
-    Stream.runForEach(balancer.events, (event) => Console.log(`       event: ${describe(event)}`))
+  const events = yield* balancer.subscribe
+  return Effect.flatMap(
+    Queue.takeAll(events),
+    Effect.forEach((event) => Console.log(`       event: ${describe(event)}`), { discard: true })
   )
-  // the subscription starts when the stream runs: let the forked fiber start
-  yield* TestClock.adjust(0)
 })
 
-/** Each endpoint's status and circuit (after letting the event printer catch up). */
+/** Each endpoint's status and circuit. */
 const status = Effect.gen(function*() {
-  yield* TestClock.adjust(0)
   const stats = yield* Balancer.stats
   return stats.map((s) => `${s.name} ${s.status}/${s.circuit}`).join(", ")
 })
@@ -53,7 +76,7 @@ const CircuitLayer = Balancer.layer({
 })
 
 const circuit = Effect.gen(function*() {
-  yield* printEvents
+  const printEvents = yield* watchEvents // prints the events published since it last ran
   const primaryDown = yield* Ref.make(true)
   // a scripted provider: "primary" fails while it is down
   const call = Balancer.use((endpoint) =>
@@ -65,16 +88,22 @@ const circuit = Effect.gen(function*() {
   const calls = (n: number) => Effect.map(Effect.replicateEffect(call, n), (names) => names.join(", "))
 
   yield* Console.log(`t=0s   ${yield* calls(3)}`) // three failures in a row open the circuit
+  yield* printEvents
   yield* Console.log(`       ${yield* status}`)
   yield* Console.log(`       ${yield* calls(2)}`) // the backup tier serves meanwhile
 
   yield* TestClock.adjust("30 seconds") // the circuit admits one probe
-  yield* Console.log(`t=30s  ${yield* calls(2)}`) // the probe fails: open again
+  yield* Console.log(`t=30s  ${yield* calls(2)}`) // the probe fails: open again, for longer
+  yield* printEvents
   yield* Console.log(`       ${yield* status}`)
 
   yield* Ref.set(primaryDown, false)
-  yield* TestClock.adjust("30 seconds")
-  yield* Console.log(`t=60s  ${yield* calls(3)}`) // the probe succeeds: closed
+  // the second open period is 30 s plus a random part of the growth to 60 s
+  const [primary] = yield* Balancer.stats
+  const probeAt = primary.unhealthyUntil ?? 0
+  yield* TestClock.adjust(Duration.millis(probeAt - 30_000))
+  yield* Console.log(`t=${seconds(probeAt)} ${yield* calls(3)}`) // the probe succeeds: closed
+  yield* printEvents
   yield* Console.log(`       ${yield* status}`)
 }).pipe(Effect.scoped, Effect.provide(CircuitLayer))
 
@@ -108,10 +137,20 @@ const degraded = Effect.gen(function*() {
   // 30 s later the same calls weigh e^-1 ≈ 0.37 as much: 1.8 recent calls, under 5
   yield* TestClock.adjust("30 seconds")
   yield* Console.log(`30 s later: ${yield* status}; picks: ${yield* picks(4)}`)
+}).pipe(Effect.provide(DegradedLayer))
 
-  // slow answers degrade too, once degradedLatency is set
-  yield* Effect.repeatN(report("b", Outcome.success({ latency: "12 seconds" })), 2)
-  yield* Console.log(`b slow: ${yield* status}; picks: ${yield* picks(4)}`)
+const slow = Effect.gen(function*() {
+  // slow answers degrade too, once degradedLatency is set, but one slow call is not enough:
+  // it takes about degradedMinRequests recent successes, as for the error rate
+  const slowCall = report("b", Outcome.success({ latency: "12 seconds" }))
+  yield* slowCall
+  yield* Console.log(`1 slow call: ${yield* status}`)
+  yield* Effect.repeatN(slowCall, 4)
+  yield* Console.log(`5 slow calls: ${yield* status}; picks: ${yield* picks(4)}`)
+
+  // and it wears off as the window decays: 30 s later the 5 calls weigh about 1.8
+  yield* TestClock.adjust("30 seconds")
+  yield* Console.log(`30 s later: ${yield* status}; picks: ${yield* picks(4)}`)
 }).pipe(Effect.provide(DegradedLayer))
 
 // --- interrupted calls count neither way ----------------------------------------------
@@ -134,14 +173,16 @@ const interrupted = Effect.gen(function*() {
 // --- forceUnhealthy / forceHealthy ----------------------------------------------------
 
 const forced = Effect.gen(function*() {
-  yield* printEvents
+  const printEvents = yield* watchEvents
   // take "primary" out of rotation, for maintenance say, until forceHealthy
   yield* Balancer.forceUnhealthy("primary")
+  yield* printEvents
   yield* Console.log(`held: ${yield* status}; picks: ${yield* picks(2)}`)
   const error = yield* Effect.flip(Balancer.acquire({ exclude: ["backup"] }))
   yield* Console.log(`without backup: ${error.passedOver.map((p) => `${p.endpoint} ${p.reason}`).join(", ")}`)
   // forceHealthy also closes an open circuit and forgets consecutive failures
   yield* Balancer.forceHealthy("primary")
+  yield* printEvents
   yield* Console.log(`released: ${yield* status}; picks: ${yield* picks(2)}`)
 }).pipe(Effect.scoped, Effect.provide(CircuitLayer))
 
@@ -172,13 +213,19 @@ const liveRecovery = Effect.gen(function*() {
   yield* Console.log(`probe on ${name} after ~${Math.round((Date.now() - start) / 50) * 50} ms: ${yield* liveStatus}`)
 }).pipe(Effect.provide(Balancer.BalancerLive), Effect.withConfigProvider(config))
 
-// TestClock sections each get their own TestContext, and run apart from the real-clock one
+// TestClock sections each get their own TestContext, and run apart from the real-clock one.
+// The balancer draws its seed from `Random` when it is built (for jitter and random picks):
+// a seeded `Random` makes the output repeat exactly.
 const onTestClock = <A, E>(title: string, section: Effect.Effect<A, E>) =>
-  Effect.zipRight(Console.log(`\n== ${title} (TestClock)`), Effect.provide(section, TestContext.TestContext))
+  Effect.zipRight(
+    Console.log(`\n== ${title} (TestClock)`),
+    section.pipe(Effect.provide(TestContext.TestContext), Effect.withRandom(Random.make("health")))
+  )
 
 await Effect.runPromise(Effect.all([
   onTestClock("the circuit", circuit),
   onTestClock("DEGRADED and the recent window", degraded),
+  onTestClock("slow answers", slow),
   onTestClock("interrupted calls", interrupted),
   onTestClock("forceUnhealthy / forceHealthy", forced)
 ], { discard: true }))

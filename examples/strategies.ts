@@ -53,13 +53,23 @@ const counts = (names: ReadonlyArray<string>) => {
   return ["a", "b", "c"].map((name) => `${name} ${String(count.get(name) ?? 0).padStart(4)}`).join("  ")
 }
 
-const show = (strategy: Strategy.Strategy, picks: Effect.Effect<ReadonlyArray<string>, unknown, Balancer.Balancer>) =>
-  Effect.gen(function*() {
+/**
+ * Builds a balancer with `strategy` and prints the picks. With a `seed`, the balancer is
+ * built under a seeded `Random`: it draws its seed from `Random` once, when it is built.
+ */
+const show = (
+  strategy: Strategy.Strategy,
+  picks: Effect.Effect<ReadonlyArray<string>, unknown, Balancer.Balancer>,
+  seed?: number
+) => {
+  const run = Effect.gen(function*() {
     const names = yield* picks
     yield* Console.log(
       `${strategy.name.padEnd(28)} first 14: ${names.slice(0, 14).join(" ")}   of ${names.length}: ${counts(names)}`
     )
   }).pipe(Effect.provide(Balancer.layer({ endpoints, strategy })))
+  return seed === undefined ? run : Effect.withRandom(run, Random.make(seed))
+}
 
 // --- a custom strategy ----------------------------------------------------------------
 
@@ -82,7 +92,8 @@ const cheapest = Strategy.make({
 
 // Power of two choices: draw two candidates at random, take the less loaded one.
 // A strategy that draws random numbers says so with `usesRandom: true`; `random` then
-// draws from Effect's `Random`, so a seeded run repeats exactly.
+// draws from the balancer's generator, seeded from Effect's `Random` when the balancer is
+// built, so a balancer built under a seeded `Random` repeats exactly.
 const powerOfTwoChoices = Strategy.make({
   name: "power-of-two-choices",
   initial: undefined,
@@ -96,9 +107,10 @@ const powerOfTwoChoices = Strategy.make({
 })
 
 // A custom strategy has no name in configuration files; put it into the configuration
-// that `BalancerLive` reads:
+// that `BalancerLive` reads (the prefix names bad fields by their full path).
 const CheapestFromConfig = Balancer.layerConfig(
-  Config.map(Config.nested(Balancer.config, "balancer"), (options) => ({ ...options, strategy: cheapest }))
+  Config.map(Config.nested(Balancer.config, "balancer"), (options) => ({ ...options, strategy: cheapest })),
+  "balancer"
 )
 
 const fromConfig = Effect.gen(function*() {
@@ -139,19 +151,19 @@ const main = Effect.gen(function*() {
   yield* Console.log("== 1,000 calls one after the other (weights a 5, b 1, c 1)")
   yield* show(Strategy.roundRobin, sequential(1000))
   yield* show(Strategy.smoothWeightedRoundRobin, sequential(1000))
-  // seeded: the same seed gives the same picks, run after run
-  yield* show(Strategy.weightedRandom, sequential(1000).pipe(Effect.withRandom(Random.make(42))))
+  // seeded: a balancer built under the same seed makes the same picks, run after run
+  yield* show(Strategy.weightedRandom, sequential(1000), 42)
   // one call at a time: nobody has a call in flight, so the ties go round robin
   yield* show(Strategy.leastConnections, sequential(1000))
   yield* show(cheapest, sequential(1000))
-  yield* show(powerOfTwoChoices, sequential(1000).pipe(Effect.withRandom(Random.make(42))))
+  yield* show(powerOfTwoChoices, sequential(1000), 42)
   yield* fromConfig
 
   yield* Console.log("\n== 14 calls in flight at once")
   yield* show(Strategy.roundRobin, concurrent(14))
   yield* show(Strategy.leastConnections, concurrent(14))
   yield* show(cheapest, concurrent(14))
-  yield* show(powerOfTwoChoices, concurrent(14).pipe(Effect.withRandom(Random.make(7))))
+  yield* show(powerOfTwoChoices, concurrent(14), 7)
 
   yield* Console.log("\n== eligibility comes first")
   yield* eligibility
