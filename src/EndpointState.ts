@@ -216,8 +216,10 @@ const endProbe = (circuit: Health.Circuit, probe: Probe): Health.Circuit =>
     : circuit
 
 /**
- * A call succeeded. `halfOpenSuccesses` successful probes close the circuit, forget the
- * earlier openings and start the slow start.
+ * A call succeeded. `halfOpenSuccesses` successful probes close the circuit, clear the
+ * recent window and start the slow start. The count of openings is kept until the
+ * endpoint has stayed closed for a whole `window` (a clean close), so an endpoint that
+ * flaps keeps getting longer open periods.
  *
  * @since 0.1.0
  * @category transitions
@@ -240,9 +242,11 @@ export const onSuccess = (
   const circuit = state.circuit
   if (isCurrentProbe(circuit, probe)) {
     if (circuit.successes + 1 >= state.policy.halfOpenSuccesses) {
+      // closed again: the outage's errors are forgotten (they would reopen it at once), but
+      // not how often it opened, until it has stayed closed for a whole window
       next.circuit = Health.closed
-      next.openings = 0
       next.closedAt = now
+      next.recent = Health.emptyRecent(now)
     } else {
       next.circuit = {
         _tag: "HalfOpen",
@@ -290,11 +294,22 @@ export const onFailure = (
         (Health.recentErrorRate(next.recent) >= p.failureRateThreshold &&
           Health.recentCalls(next.recent, now, p.windowMs) >= p.failureRateMinRequests)))
   if (open) {
-    next.circuit = { _tag: "Open", since: now, until: now + Health.openDurationMs(p, state.openings, jitter) }
-    next.openings = state.openings + 1
+    const openings = cleanlyClosed(state, now) ? 0 : state.openings
+    next.circuit = { _tag: "Open", since: now, until: now + Health.openDurationMs(p, openings, jitter) }
+    next.openings = openings + 1
   }
   return next
 }
+
+/**
+ * Whether the circuit has stayed closed for a whole recent window since it last closed
+ * (or never opened): then a new opening starts again from `recoveryTimeout`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const cleanlyClosed = (state: EndpointState, now: number): boolean =>
+  state.circuit._tag === "Closed" && now - state.closedAt >= state.policy.windowMs
 
 /**
  * A call was rate limited. The endpoint takes no calls before `until` (the provider's
@@ -359,7 +374,8 @@ export const onCancel = (state: EndpointState, probe: Probe): EndpointState => {
 
 /**
  * Manual recovery: releases a hold, ends a cooldown, closes the circuit and forgets
- * consecutive failures and earlier openings. It takes full traffic at once (no slow start).
+ * consecutive failures, the recent window and earlier openings. It takes full traffic at
+ * once (no slow start).
  *
  * @since 0.1.0
  * @category transitions
@@ -371,6 +387,7 @@ export const forceHealthy = (state: EndpointState): EndpointState => {
   next.circuit = Health.closed
   next.openings = 0
   next.cooldownUntil = 0
+  next.recent = Health.emptyRecent(state.recent.at)
   return next
 }
 

@@ -162,12 +162,20 @@ export class RateLimited extends Data.TaggedError("RateLimited")<
  * @since 0.1.0
  * @category errors
  */
-export class Timeout extends Data.TaggedError("Timeout")<ProviderErrorFields> {
+export class Timeout extends Data.TaggedError("Timeout")<
+  ProviderErrorFields & {
+    /**
+     * True when the caller's deadline, not the attempt's own time limit, ended the wait:
+     * then the endpoint is not blamed.
+     */
+    readonly cutByDeadline?: boolean | undefined
+  }
+> {
   get retryable(): boolean {
     return true
   }
   get healthEffect(): HealthEffect {
-    return "counts"
+    return this.cutByDeadline === true ? "ignore" : "counts"
   }
   override get message() {
     return describeProviderError("Timeout", this)
@@ -382,6 +390,8 @@ export class RoutingFailed extends Data.TaggedError("RoutingFailed")<{
   readonly reason: "not-retryable" | "attempts-exhausted" | "deadline" | "retry-budget" | "no-endpoint"
   readonly lastError: ProviderError | NoEndpointAvailable | undefined
   readonly attempts: ReadonlyArray<Attempt>
+  /** With `no-endpoint`: the earliest time (epoch ms) an endpoint is known to free up. */
+  readonly retryAt?: number | undefined
 }> {
   override get message(): string {
     const tried = this.attempts.map((a) => `${a.endpoint}: ${a.outcome}`).join(", ")

@@ -16,9 +16,9 @@ export type Event = Data.TaggedEnum<{
   /** An endpoint left; calls in flight on it still finish and release. */
   EndpointRemoved: { readonly name: string; readonly at: number }
   /**
-   * An endpoint stopped taking calls: its circuit opened after `maxFailures` consecutive
-   * failures or a failed probe (`until` is when it may be probed), or it was held out (by
-   * `forceUnhealthy`, or because its credentials were refused).
+   * An endpoint stopped taking calls: its circuit opened (`failures`: consecutive failures
+   * or the recent error rate; `probe-failed`), with `until` the time it may be probed; or
+   * it was held out (`forced` by `forceUnhealthy`, or `unauthorized`: its key was refused).
    */
   EndpointUnhealthy: {
     readonly name: string

@@ -2,11 +2,19 @@
  * Health of one endpoint: a circuit breaker and the HEALTHY / DEGRADED / UNHEALTHY view
  * of it.
  *
- * - **Closed** (routable). `maxFailures` consecutive failures open it.
- * - **Open** (UNHEALTHY, not routable) for `recoveryTimeout`.
+ * - **Closed** (routable). `maxFailures` consecutive failures open it, and so does a
+ *   recent error rate of `failureRateThreshold` over at least `failureRateMinRequests`
+ *   recent calls.
+ * - **Open** (UNHEALTHY, not routable) for `recoveryTimeout` the first time; each opening
+ *   in a row lasts longer (`recoveryFactor`, with jitter, up to `maxRecoveryTimeout`, or
+ *   the delays of `recoverySchedule`), until the endpoint stays closed for a whole window.
  * - Then the next request that would pick the endpoint's tier is sent to it as a **probe**
  *   and the circuit is **HalfOpen**: at most `halfOpenProbes` probes in flight, other
- *   requests skip it. A successful probe closes the circuit; a failed one opens it again.
+ *   requests skip it. `halfOpenSuccesses` successful probes close the circuit; a failed
+ *   one opens it again. A closed-again endpoint's share of traffic ramps up over
+ *   `slowStart`.
+ * - A 429 rests the endpoint until its `Retry-After` (a cooldown, not a health failure);
+ *   refused credentials hold it out until `forceHealthy`.
  *
  * Independently of the circuit, a closed endpoint is DEGRADED when its recent error rate
  * reaches `degradedErrorRate` (once about `degradedMinRequests` calls were seen in the
@@ -80,9 +88,9 @@ export interface Policy {
    */
   readonly recoveryTimeout: Duration.Duration
   /**
-   * Each time the circuit opens again without a clean close in between, the open period
-   * grows by this factor, up to `maxRecoveryTimeout`, with full jitter on the growth.
-   * Default 2.
+   * Each time the circuit opens again without a clean close in between (staying closed
+   * for a whole `window`), the open period grows by this factor, up to
+   * `maxRecoveryTimeout`, with full jitter on the growth. Default 2.
    */
   readonly recoveryFactor: number
   /** Default 5 minutes. */

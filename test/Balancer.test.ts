@@ -65,7 +65,7 @@ describe("health", () => {
       expect(tags).toEqual(["EndpointUnhealthy", "EndpointProbing", "EndpointRecovered"])
     }))
 
-  it.scoped("a failed probe opens the circuit again, for longer each time, until a clean close", () =>
+  it.scoped("a failed probe opens the circuit again, for longer each time, until it stays closed a whole window", () =>
     Effect.gen(function*() {
       const b = yield* makeBalancer({
         endpoints: [endpoint("a")],
@@ -93,11 +93,18 @@ describe("health", () => {
         expect(p).toBeGreaterThanOrEqual(5_000)
         expect(p).toBeLessThanOrEqual(30_000)
       }
-      // a clean close forgets the openings: the next open period is the base again
+      // a probe closes it; failing again at once keeps growing the period (it flaps)...
       yield* TestClock.setTime(now)
       yield* b.release(yield* b.acquire(), Outcome.success())
       yield* Effect.either(b.use(fail))
-      expect((yield* b.stats)[0].unhealthyUntil! - now).toBe(5_000)
+      expect((yield* b.stats)[0].unhealthyUntil! - now).toBeGreaterThan(5_000)
+      // ...while after staying closed for a whole window (30 s), it starts from the base again
+      now = (yield* b.stats)[0].unhealthyUntil!
+      yield* TestClock.setTime(now)
+      yield* b.release(yield* b.acquire(), Outcome.success())
+      yield* TestClock.adjust("30 seconds")
+      yield* Effect.either(b.use(fail))
+      expect((yield* b.stats)[0].unhealthyUntil! - (now + 30_000)).toBe(5_000)
     }).pipe(Effect.withRandom(Random.make("backoff"))))
 
   it.scoped("the error rate opens the circuit once enough calls were seen", () =>

@@ -14,7 +14,7 @@ import {
   TestClock
 } from "effect"
 import type { Endpoint } from "../src/index.js"
-import { Balancer, Errors, Router } from "../src/index.js"
+import { Balancer, Errors, Outcome, Router } from "../src/index.js"
 import { endpoint } from "./helpers.js"
 
 /** A balancer and a router over it, built in the test's scope (so on its TestClock). */
@@ -279,6 +279,67 @@ describe("hedging", () => {
       yield* TestClock.adjust("1 millis")
       const error = yield* Effect.flip(Fiber.join(fiber))
       expect(error.attempts.map((a) => [a.hedge, a.startedAt])).toEqual([[false, 0], [false, 0]])
+    }))
+})
+
+describe("hedging edge cases and deadlines", () => {
+  it.scoped("a hedged call whose twin cannot start still ends when the first attempt fails", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("only")] })
+      const p = scripted({ only: () => Effect.zipRight(Effect.sleep("1 second"), down("only")()) })
+      const fiber = yield* Effect.fork(
+        run(context, Router.execute(p.call, { hedge: { delay: "100 millis" }, maxAttempts: 1 }))
+      )
+      yield* TestClock.adjust("1 second")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.reason).toBe("attempts-exhausted")
+      expect(error.lastError?._tag).toBe("Unavailable")
+    }))
+
+  it.scoped("waiting for capacity counts against the deadline, and a cut attempt does not blame the endpoint", () =>
+    Effect.gen(function*() {
+      const { balancer, context } = yield* setup({ endpoints: [endpoint("a", { maxConcurrency: 1 })] })
+      const held = yield* balancer.acquire()
+      const fiber = yield* Effect.fork(
+        run(context, Router.execute(ok("a"), { timeout: "1 second", hints: { wait: "5 seconds" } }))
+      )
+      yield* TestClock.adjust("1 second")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.reason).toBe("no-endpoint")
+      yield* balancer.release(held, Outcome.success())
+      // an attempt cut short by the call's deadline is not the endpoint's fault
+      const slow = scripted({ a: () => Effect.never })
+      const cut = yield* Effect.fork(
+        run(context, Router.execute(slow.call, { timeout: "2 seconds", attemptTimeout: "10 seconds" }))
+      )
+      yield* TestClock.adjust("2 seconds")
+      const cutError = yield* Effect.flip(Fiber.join(cut))
+      expect(cutError.reason).toBe("deadline")
+      expect(cutError.lastError?._tag).toBe("Timeout")
+      const [a] = yield* balancer.stats
+      expect(a.consecutiveFailures).toBe(0)
+      expect(a.active).toBe(0)
+    }))
+
+  it.scoped("a call that stops for lack of an endpoint keeps when one frees up", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a")], health: { maxFailures: 1 } })
+      const p = scripted({ a: down("a") })
+      const fiber = yield* Effect.fork(run(context, Router.execute(p.call)))
+      // the back-off before trying the only endpoint again
+      yield* TestClock.adjust("10 seconds")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.reason).toBe("no-endpoint")
+      expect(error.lastError?._tag).toBe("Unavailable")
+      expect(error.retryAt).toBe(5_000)
+    }))
+
+  it.scoped("a tier with maxAttempts 0 is skipped", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("primary"), endpoint("backup", { priority: 1 })] })
+      const p = scripted({ primary: ok("primary"), backup: ok("backup") })
+      const result = yield* run(context, Router.execute(p.call, { tiers: { 0: { maxAttempts: 0 } } }))
+      expect(result.endpoint.name).toBe("backup")
     }))
 })
 

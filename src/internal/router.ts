@@ -93,11 +93,12 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
         let minContextWindow = hints.minContextWindow
         let scheduleState = backoff.initial
         let lastError: Failure | undefined
+        let retryAt: number | undefined
         let lastEndpoint: Endpoint | undefined
         const stop = (reason: RoutingFailed["reason"]) =>
           Effect.zipRight(
             Metric.increment(failedCalls),
-            Effect.fail(new RoutingFailed({ reason, lastError, attempts: attempts.slice() }))
+            Effect.fail(new RoutingFailed({ reason, lastError, attempts: attempts.slice(), retryAt }))
           )
 
         /** One attempt on an endpoint the balancer picks under `attemptHints`. */
@@ -109,14 +110,22 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
               if (!tried.includes(endpoint.name)) tried.push(endpoint.name)
               const tier = p.tiers?.[endpoint.priority]
               perTier.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
-              const timeoutMs = Math.min(toMillis(tier?.attemptTimeout, attemptTimeoutMs), deadline - startedAt)
-              const timed = Number.isFinite(timeoutMs)
-                ? Effect.timeoutFail(call(endpoint, n), {
-                  duration: Duration.millis(timeoutMs),
-                  onTimeout: () =>
-                    new Timeout({ endpoint: endpoint.name, detail: `no answer within ${Math.round(timeoutMs)} ms` })
+              const ownLimit = toMillis(tier?.attemptTimeout, attemptTimeoutMs)
+              const left = deadline - startedAt
+              const timeoutMs = Math.min(ownLimit, left)
+              // the call's deadline, not the endpoint, is what cut this attempt short
+              const cutByDeadline = left < ownLimit
+              const timedOut = () =>
+                new Timeout({
+                  endpoint: endpoint.name,
+                  detail: `no answer within ${Math.round(Math.max(0, timeoutMs))} ms`,
+                  cutByDeadline
                 })
-                : call(endpoint, n)
+              const timed = !Number.isFinite(timeoutMs)
+                ? call(endpoint, n)
+                : timeoutMs <= 0
+                ? Effect.fail(timedOut())
+                : Effect.timeoutFail(call(endpoint, n), { duration: Duration.millis(timeoutMs), onTimeout: timedOut })
               const record = (outcome: Attempt["outcome"]) =>
                 Effect.suspend(() => {
                   const at = clock.unsafeCurrentTimeMillis()
@@ -166,13 +175,18 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
               Effect.as(Effect.sleep(hedgeDelay), true),
               Effect.as(Deferred.await(primaryFailed), false)
             ).pipe(Effect.flatMap((hedge): Effect.Effect<Answer, Failure | PrimaryFailedFirst, Needs> => {
-              if (!hedge) return Effect.fail(new PrimaryFailedFirst())
-              if (!withdraw()) return Effect.never
-              const untried: Hints = { ...attemptHints, exclude: [...(attemptHints.exclude ?? []), ...tried] }
+              // without budget or another endpoint the primary goes on alone; if it then fails,
+              // so does the round (waiting on nothing would hang it)
+              const alone = Effect.zipRight(Deferred.await(primaryFailed), Effect.fail(new PrimaryFailedFirst()))
+              if (!hedge || !withdraw()) return alone
+              const untried: Hints = {
+                ...attemptHints,
+                exclude: [...(attemptHints.exclude ?? []), ...tried],
+                wait: undefined
+              }
               return Effect.zipRight(
                 Metric.increment(hedges),
-                // no other endpoint: the primary goes on alone
-                Effect.catchTag(attemptOn(untried, n, true), "NoEndpointAvailable", () => Effect.never)
+                Effect.catchTag(attemptOn(untried, n, true), "NoEndpointAvailable", () => alone)
               )
             }))
             return yield* Effect.race(primary, twin).pipe(
@@ -191,16 +205,16 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
         }
 
         for (let n = 1;; n++) {
+          const now = clock.unsafeCurrentTimeMillis()
+          if (n > 1 && n > maxAttempts) return yield* stop("attempts-exhausted")
+          if (now >= deadline) return yield* stop("deadline")
           if (n > 1) {
-            if (n > maxAttempts) return yield* stop("attempts-exhausted")
             if (!withdraw()) return yield* stop("retry-budget")
             yield* Metric.increment(retries)
           }
-          const now = clock.unsafeCurrentTimeMillis()
-          if (now >= deadline) return yield* stop("deadline")
-          for (const [tier, count] of perTier) {
-            const limit = p.tiers?.[tier]?.maxAttempts
-            if (limit !== undefined && count >= limit) {
+          for (const [key, limits] of Object.entries(p.tiers ?? {})) {
+            const tier = Number(key)
+            if (limits.maxAttempts !== undefined && (perTier.get(tier) ?? 0) >= limits.maxAttempts) {
               const names = (yield* balancer.endpoints).filter((e) => e.priority === tier).map((e) => e.name)
               for (const name of names) if (!spentTiers.includes(name)) spentTiers.push(name)
             }
@@ -210,7 +224,10 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
             ...hints,
             exclude: [...exclude, ...tried],
             minContextWindow,
-            wait: n === 1 ? hints.wait : undefined
+            // waiting for capacity is part of the call's time
+            wait: n === 1 && hints.wait !== undefined
+              ? Duration.millis(Math.min(Duration.toMillis(Duration.decode(hints.wait)), deadline - now))
+              : undefined
           }
           let outcome = yield* Effect.either(round(untried, n))
           if (Either.isLeft(outcome) && outcome.left._tag === "NoEndpointAvailable" && tried.length > 0) {
@@ -228,8 +245,13 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
             return { value, endpoint, attempts: attempts.slice() }
           }
           const error = outcome.left
-          if (error._tag !== "NoEndpointAvailable" || lastError === undefined) lastError = error
-          if (error._tag === "NoEndpointAvailable") return yield* stop("no-endpoint")
+          if (error._tag === "NoEndpointAvailable") {
+            // the last real error stays the provider's; when an endpoint frees up is kept apart
+            retryAt = error.retryAt
+            if (lastError === undefined) lastError = error
+            return yield* stop("no-endpoint")
+          }
+          lastError = error
           if (error._tag === "ContextLengthExceeded") {
             // only a larger window can help
             minContextWindow = Math.max(minContextWindow ?? 0, (lastEndpoint?.contextWindow ?? 0) + 1)

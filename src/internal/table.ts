@@ -205,8 +205,9 @@ export type Ending =
 /**
  * What a failure does to the endpoint (see `ProviderError.healthEffect`), and until when a
  * rate-limited endpoint rests: the provider's `Retry-After` (or the policy's default)
- * times 1 to 1.5, so that the callers it turned away do not all come back at once. A
- * `Retry-After` longer than `maxCooldown` is treated as an outage: a health failure.
+ * times 1 to 1.5, so that the balancers and processes it turned away at the same moment
+ * do not all come back at the same moment. A `Retry-After` longer than `maxCooldown` is
+ * treated as an outage: a health failure.
  */
 export const classify = (
   ending: Ending & { readonly _tag: "Failure" },
