@@ -91,13 +91,11 @@ const cheapest = Strategy.make({
 })
 
 // Power of two choices: draw two candidates at random, take the less loaded one.
-// A strategy that draws random numbers says so with `usesRandom: true`; `random` then
-// draws from the balancer's generator, seeded from Effect's `Random` when the balancer is
-// built, so a balancer built under a seeded `Random` repeats exactly.
+// `random` draws from the balancer's generator, seeded from Effect's `Random` when the
+// balancer is built, so a balancer built under a seeded `Random` repeats exactly.
 const powerOfTwoChoices = Strategy.make({
   name: "power-of-two-choices",
   initial: undefined,
-  usesRandom: true,
   select: (candidates, state, { random }) => {
     const i = Math.floor(random() * candidates.length)
     const j = Math.floor(random() * candidates.length)

@@ -33,9 +33,9 @@
 import type { EndpointState } from "./EndpointState.js"
 
 /**
- * What a strategy may read besides the candidates. `random` draws from Effect's `Random`
- * service (seed it and a run repeats exactly); it is only available to strategies made
- * with `usesRandom: true`.
+ * What a strategy may read besides the candidates. `random` draws from the balancer's own
+ * generator, seeded from Effect's `Random` when the balancer is built: a balancer built
+ * under a seeded `Random` picks exactly the same way every run.
  *
  * @since 0.1.0
  * @category models
@@ -58,7 +58,6 @@ export interface SelectContext {
 export interface Strategy<in out S = any> {
   readonly name: string
   readonly initial: S
-  readonly usesRandom: boolean
   readonly select: (
     candidates: ReadonlyArray<EndpointState>,
     state: S,
@@ -73,12 +72,10 @@ export interface Strategy<in out S = any> {
 export const make = <S>(options: {
   readonly name: string
   readonly initial: S
-  readonly usesRandom?: boolean
   readonly select: Strategy<S>["select"]
 }): Strategy<S> => ({
   name: options.name,
   initial: options.initial,
-  usesRandom: options.usesRandom ?? false,
   select: options.select
 })
 
@@ -108,7 +105,8 @@ export const roundRobin: Strategy<number> = make({
 })
 
 /**
- * Picks at random with probability proportional to `weight`, drawing from `Random`.
+ * Picks at random with probability proportional to `weight`, drawing from the balancer's
+ * generator (seeded from `Random`).
  *
  * @since 0.1.0
  * @category strategies
@@ -116,7 +114,6 @@ export const roundRobin: Strategy<number> = make({
 export const weightedRandom: Strategy<undefined> = make({
   name: "weighted-random",
   initial: undefined,
-  usesRandom: true,
   select: (candidates, state, { random }) => {
     let total = 0
     for (let i = 0; i < candidates.length; i++) total += candidates[i].endpoint.weight

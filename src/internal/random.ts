@@ -13,7 +13,3 @@ export const fromSeed = (seed: number): () => number => {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
-
-export const none = (): number => {
-  throw new Error("This strategy was made without `usesRandom: true` and cannot draw random numbers")
-}
