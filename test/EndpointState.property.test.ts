@@ -53,9 +53,13 @@ interface Model {
   readonly held: boolean
   /** The latest `until` of a rate-limited call, 0 after forceHealthy. */
   readonly cooldownUntil: number
-  /** Openings since the last clean close (a closing probe or forceHealthy). */
+  /**
+   * 1 + the exponent of the last opening (`openingsUsed`): an opening uses 0 after a clean
+   * close (closed for a whole window, or never opened) and the current count otherwise; a
+   * probe-close keeps it, forceHealthy resets it to 0.
+   */
   readonly openings: number
-  /** When a probe last closed the circuit. */
+  /** When a probe last closed the circuit (-Infinity if never; forceHealthy does not set it). */
   readonly closedAt: number
 }
 
@@ -139,6 +143,37 @@ const opArb: FastCheck.Arbitrary<Op> = fc.oneof(
   }
 )
 
+/**
+ * Only calls and clock advances (no manual overrides, rate limits or refused keys), with
+ * advances up to several windows: a circuit that closes after probing, reopens within its
+ * window or after it, and closes again, many times over.
+ */
+const flappingOpArb: FastCheck.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.constant<Op>({ _tag: "acquire" }), weight: 14 },
+  {
+    arbitrary: fc.record({ pick: fc.nat(), latencyMs: latencyArb }).map((r): Op => ({ _tag: "success", ...r })),
+    weight: 7
+  },
+  {
+    arbitrary: fc.record({ pick: fc.nat(), latencyMs: latencyArb, jitter: jitterArb }).map((r): Op => ({
+      _tag: "failure",
+      countsAgainstHealth: true,
+      ...r
+    })),
+    weight: 8
+  },
+  { arbitrary: fc.nat().map((pick): Op => ({ _tag: "cancel", pick })), weight: 2 },
+  {
+    arbitrary: fc.oneof(
+      fc.constantFrom(0, 1),
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.integer({ min: 0, max: 150_000 })
+    )
+      .map((ms): Op => ({ _tag: "advance", ms })),
+    weight: 6
+  }
+)
+
 interface Setup {
   readonly start: number
   readonly endpoint: Partial<Endpoint.Input>
@@ -161,7 +196,8 @@ const setupArb: FastCheck.Arbitrary<Setup> = fc.record({
   halfOpenProbes: fc.integer({ min: 1, max: 3 }),
   halfOpenSuccesses: fc.integer({ min: 1, max: 3 }),
   slowStartMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 60_000 })),
-  windowMs: fc.integer({ min: 1, max: 120_000 }),
+  // short ones often, for probe-closed circuits that stay closed a whole window and reopen
+  windowMs: fc.oneof(fc.integer({ min: 1, max: 5_000 }), fc.integer({ min: 1, max: 120_000 })),
   degradedErrorRate: fc.double({ min: 0, max: 1, noNaN: true }),
   degradedMinRequests: fc.integer({ min: 0, max: 10 }),
   degradedLatencyMs: fc.option(fc.integer({ min: 0, max: 5_000 }), { nil: undefined }),
@@ -215,6 +251,14 @@ interface Coverage {
   probeUnauthorized: number
   /** A closed circuit opened by the recent error rate before maxFailures consecutive failures. */
   openedByErrorRate: number
+  /** Closed by a probe less than a window ago: not cleanly closed yet. */
+  closedWithinWindow: number
+  /** Closed by a probe at least a window ago: cleanly closed again. */
+  cleanlyClosedAfterProbe: number
+  /** A probe-closed circuit opened again within the window: the open period kept growing. */
+  reopenedWithinWindow: number
+  /** A probe-closed circuit opened again after a whole window closed: back to recoveryTimeout. */
+  reopenedAfterWindow: number
   rateLimited: number
   unauthorized: number
   /** A probe of an earlier half-open period ended (success, failure, rate limit, unauthorized or cancel). */
@@ -241,6 +285,10 @@ const emptyCoverage = (): Coverage => ({
   probeRateLimited: 0,
   probeUnauthorized: 0,
   openedByErrorRate: 0,
+  closedWithinWindow: 0,
+  cleanlyClosedAfterProbe: 0,
+  reopenedWithinWindow: 0,
+  reopenedAfterWindow: 0,
   rateLimited: 0,
   unauthorized: 0,
   staleProbeEnded: 0
@@ -269,6 +317,13 @@ const expectedOpenMs = (p: Health.Resolved, openings: number, jitter: number): n
   const grown = Math.min(p.maxRecoveryTimeoutMs, base * p.recoveryFactor ** openings)
   return Math.round(base + jitter * (grown - base))
 }
+
+/**
+ * Whether the documentation calls the circuit cleanly closed: Closed, and either never
+ * closed by a probe or closed for at least a whole window since.
+ */
+const expectedCleanlyClosed = (s: State, closedAt: number, now: number): boolean =>
+  s.circuit._tag === "Closed" && (closedAt === -Infinity || now - closedAt >= s.policy.windowMs)
 
 /** The traffic share the documentation describes: 0.1 at the close, linearly up to 1 over slowStart. */
 const expectedShare = (p: Health.Resolved, closedAt: number, now: number): number => {
@@ -354,9 +409,16 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
         maxFailures: p.maxFailures,
         ...context
       })
-      // every close is a clean one (enough successful probes, or forceHealthy)
-      same(s.openings, 0, "Closed => openings = 0")
+      // a probe-close keeps the openings, forceHealthy forgets them: a closed circuit that
+      // still counts openings was closed by a probe
+      if (s.openings >= 1) {
+        check(Number.isFinite(s.closedAt), "Closed with openings >= 1 => closed by a probe (closedAt finite)", context)
+      }
       coverage.closed++
+      if (Number.isFinite(s.closedAt)) {
+        if (now - s.closedAt < p.windowMs) coverage.closedWithinWindow++
+        else coverage.cleanlyClosedAfterProbe++
+      }
       break
     }
     case "HalfOpen": {
@@ -394,13 +456,15 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
         "Open until - since in [recoveryTimeoutMs, maxRecoveryTimeoutMs]",
         { recoveryTimeoutMs: p.recoveryTimeoutMs, maxRecoveryTimeoutMs: p.maxRecoveryTimeoutMs, ...context }
       )
-      // no longer than the growth allows for this opening
+      // an opening with exponent `openingsUsed` (0 after a clean close, the count before it
+      // otherwise) leaves openings = openingsUsed + 1: no longer than the growth allows for it
       const grown = Math.min(p.maxRecoveryTimeoutMs, p.recoveryTimeoutMs * p.recoveryFactor ** (s.openings - 1))
       check(period <= grown + 0.5, "Open until - since <= recoveryTimeout x recoveryFactor^(openings - 1)", {
         grown,
         ...context
       })
-      // the first opening after a clean close (or ever) lasts recoveryTimeout exactly
+      // the first opening after a clean close (or ever, or after forceHealthy) lasts
+      // recoveryTimeout exactly
       if (s.openings === 1) same(period, p.recoveryTimeoutMs, "a first opening lasts recoveryTimeoutMs exactly")
       check(circuit.until > circuit.since, "Open until > since", context)
       check(circuit.since <= now, "Open since <= now", context)
@@ -412,6 +476,11 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
   }
   const openNow = circuit._tag === "Open" && now < circuit.until
   const coolingDown = now < s.cooldownUntil
+
+  // a clean close: Closed for a whole window since a probe closed it (or never closed by one)
+  const cleanlyClosed = EndpointState.cleanlyClosed(s, now)
+  same(cleanlyClosed, expectedCleanlyClosed(s, m.closedAt, now), "cleanlyClosed")
+  if (cleanlyClosed) same(circuit._tag, "Closed", "cleanlyClosed => Closed")
 
   // admission
   const admission = EndpointState.admission(s, now)
@@ -557,19 +626,26 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
       const after = EndpointState.onSuccess(s, now, op.latencyMs, lease.probe)
       checkOutcomeKeeps(s, after, "a success")
       same(after.consecutiveFailures, 0, "a success resets consecutiveFailures")
-      same(after.recent, Health.record(s.recent, now, p.windowMs, false, op.latencyMs), "a success is recorded")
-      let openings = m.openings
+      const recorded = Health.record(s.recent, now, p.windowMs, false, op.latencyMs)
       let closedAt = m.closedAt
       if (isCurrentProbe(s, lease)) {
         coverage.probeSucceeded++
         if (s.circuit.successes + 1 >= p.halfOpenSuccesses) {
           same(after.circuit, Health.closed, "the halfOpenSuccesses-th successful probe closes the circuit")
-          same(after.openings, 0, "a clean close forgets the openings")
-          same(after.closedAt, now, "a clean close starts the slow start")
-          openings = 0
+          same(after.openings, s.openings, "a probe-close keeps the openings until a clean close")
+          same(after.closedAt, now, "a probe-close starts the slow start")
+          // the outage's errors are forgotten, so it is healthy at once (unless held or resting)
+          same(after.recent, Health.emptyRecent(now), "a probe-close clears the recent window")
+          same(
+            EndpointState.status(after, now),
+            s.held || now < s.cooldownUntil ? "unhealthy" : "healthy",
+            "healthy right after a probe-close"
+          )
+          same(EndpointState.cleanlyClosed(after, now), false, "a probe-close is not a clean close yet")
           closedAt = now
           coverage.probeClosed++
         } else {
+          same(after.recent, recorded, "a successful probe that does not close is recorded")
           same(
             after.circuit,
             {
@@ -584,6 +660,7 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
         }
       } else {
         // a late probe of an earlier period counts as an ordinary call
+        same(after.recent, recorded, "a success is recorded")
         check(after.circuit === s.circuit, "any other success leaves the circuit alone")
         same(after.openings, s.openings, "any other success keeps the openings")
         countStale(s, lease, coverage)
@@ -596,7 +673,6 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
         successes: m.successes + 1,
         consecutive: 0,
         latencies: op.latencyMs === undefined ? m.latencies : [...m.latencies, op.latencyMs],
-        openings,
         closedAt
       }]
     }
@@ -618,15 +694,22 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
           Health.recentCalls(recent, now, p.windowMs) >= p.failureRateMinRequests
         const opens = failedProbe || (s.circuit._tag === "Closed" && (byCount || byRate))
         if (opens) {
+          // after a clean close the growth starts over; otherwise it continues from the count
+          const clean = expectedCleanlyClosed(s, m.closedAt, now)
+          const openingsUsed = clean ? 0 : m.openings
           same(
             after.circuit,
-            { _tag: "Open", since: now, until: now + expectedOpenMs(p, m.openings, op.jitter) },
-            "the circuit opens now, for the open period of this opening"
+            { _tag: "Open", since: now, until: now + expectedOpenMs(p, openingsUsed, op.jitter) },
+            "the circuit opens now, for the open period of openingsUsed"
           )
-          same(after.openings, s.openings + 1, "an opening is counted")
-          openings = m.openings + 1
+          same(after.openings, openingsUsed + 1, "an opening is counted from openingsUsed")
+          openings = openingsUsed + 1
           if (failedProbe) coverage.probeFailed++
           else if (!byCount) coverage.openedByErrorRate++
+          if (!failedProbe && m.openings >= 1) {
+            if (clean) coverage.reopenedAfterWindow++
+            else coverage.reopenedWithinWindow++
+          }
         } else {
           check(after.circuit === s.circuit, "a failure that does not open leaves the circuit alone")
           same(after.openings, s.openings, "a failure that does not open keeps the openings")
@@ -719,6 +802,8 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
       same(after.openings, 0, "forceHealthy forgets the openings")
       same(after.cooldownUntil, 0, "forceHealthy ends a cooldown")
       same(after.closedAt, s.closedAt, "forceHealthy starts no slow start")
+      same(after.recent, Health.emptyRecent(s.recent.at), "forceHealthy clears the recent window")
+      same(EndpointState.status(after, now), "healthy", "healthy right after forceHealthy")
       same(after.active, s.active, "forceHealthy keeps the calls in flight")
       same(
         [after.successes, after.failures, after.rateLimited],
@@ -742,27 +827,31 @@ const step = (s: State, m: Model, op: Op, coverage: Coverage): readonly [State, 
 describe("EndpointState properties", () => {
   it("invariants hold after every step of random call sequences", () => {
     const coverage = emptyCoverage()
-    FastCheck.assert(
-      FastCheck.property(setupArb, fc.array(opArb, { minLength: 1, maxLength: 200, size: "max" }), (setup, ops) => {
-        const endpoint = endpointOf(setup.endpoint)
-        const policy = Health.resolve(policyOf(setup.policy), endpoint)
-        let s = EndpointState.make(7, endpoint, policy, setup.start)
-        let m = initialModel(setup.start)
-        checkInvariants(s, m, coverage)
-        for (const op of ops) {
-          ;[s, m] = step(s, m, op, coverage)
+    const run = (ops: FastCheck.Arbitrary<Op>, numRuns: number) =>
+      FastCheck.assert(
+        FastCheck.property(setupArb, fc.array(ops, { minLength: 1, maxLength: 200, size: "max" }), (setup, ops) => {
+          const endpoint = endpointOf(setup.endpoint)
+          const policy = Health.resolve(policyOf(setup.policy), endpoint)
+          let s = EndpointState.make(7, endpoint, policy, setup.start)
+          let m = initialModel(setup.start)
           checkInvariants(s, m, coverage)
-        }
-        // draining every call in flight leaves nothing active
-        while (m.leases.length > 0) {
-          ;[s, m] = step(s, m, { _tag: "cancel", pick: 0 }, coverage)
-          checkInvariants(s, m, coverage)
-        }
-        expect(s.active).toBe(0)
-      }),
-      // enough runs for the rarer situations (an unauthorized probe) to come up many times
-      { numRuns: 2000 }
-    )
+          for (const op of ops) {
+            ;[s, m] = step(s, m, op, coverage)
+            checkInvariants(s, m, coverage)
+          }
+          // draining every call in flight leaves nothing active
+          while (m.leases.length > 0) {
+            ;[s, m] = step(s, m, { _tag: "cancel", pick: 0 }, coverage)
+            checkInvariants(s, m, coverage)
+          }
+          expect(s.active).toBe(0)
+        }),
+        { numRuns }
+      )
+    // enough runs for the rarer situations (an unauthorized probe) to come up many times
+    run(opArb, 2000)
+    // and for a probe-closed circuit to reopen, within its window and after it, many times
+    run(flappingOpArb, 300)
     // every situation came up many times
     for (const [situation, count] of Object.entries(coverage)) {
       expect(count, situation).toBeGreaterThan(20)
@@ -917,9 +1006,15 @@ describe("EndpointState examples", () => {
     expect(s.circuit).toEqual({ _tag: "Closed" })
     expect(s.consecutiveFailures).toBe(0)
     expect(s.active).toBe(0)
-    expect(s.openings).toBe(0)
+    // the opening is remembered until the endpoint has stayed closed for a whole window
+    expect(s.openings).toBe(1)
     expect(s.closedAt).toBe(T0 + 6_000)
+    expect(EndpointState.cleanlyClosed(s, T0 + 6_000)).toBe(false)
+    // the outage's failures (and the probe itself) leave the recent window
+    expect(s.recent).toEqual(Health.emptyRecent(T0 + 6_000))
+    expect([s.successes, s.failures]).toEqual([1, 3])
     expect(EndpointState.admission(s, T0 + 6_000)).toBe("admit")
+    expect(EndpointState.status(s, T0 + 6_000)).toBe("healthy")
   })
 
   it("a failed probe opens the circuit again with a new until", () => {
@@ -977,8 +1072,10 @@ describe("EndpointState examples", () => {
     expect(EndpointState.admission(second, T0 + 5_200)).toBe("probing")
     const two = EndpointState.onSuccess(second, T0 + 5_300, 100, p2)
     expect(two.circuit).toEqual({ _tag: "Closed" })
-    expect([two.openings, two.closedAt, two.active]).toEqual([0, T0 + 5_300, 0])
+    expect([two.openings, two.closedAt, two.active]).toEqual([1, T0 + 5_300, 0])
+    expect(two.recent).toEqual(Health.emptyRecent(T0 + 5_300))
     expect(EndpointState.admission(two, T0 + 5_300)).toBe("admit")
+    expect(EndpointState.status(two, T0 + 5_300)).toBe("healthy")
 
     // a failed probe after one success opens the circuit again; the next period starts over
     const reopened = EndpointState.onFailure(second, T0 + 5_300, undefined, p2)
@@ -1088,29 +1185,116 @@ describe("EndpointState examples", () => {
     expect(Health.openDurationMs(p, 20, 0.999)).toBeGreaterThan(299_000)
   })
 
-  it("a clean close forgets earlier openings: the next one lasts recoveryTimeout again", () => {
+  it("a probe-close keeps the openings for a window: reopening within it grows the period, after it recoveryTimeout again", () => {
+    // a brand-new endpoint (never opened, closedAt -Infinity) is cleanly closed; an open one never is
+    expect(EndpointState.cleanlyClosed(stateOf(), T0)).toBe(true)
+    expect(EndpointState.cleanlyClosed(opened(), T0 + 60_000)).toBe(false)
     const [probing, probe] = acquire(opened(), T0 + 5_000)
+    expect(EndpointState.cleanlyClosed(probing, T0 + 60_000)).toBe(false)
     const twice = EndpointState.onFailure(probing, T0 + 5_000, undefined, probe, true, 0.5)
     expect(twice.circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 12_500 })
     expect(twice.openings).toBe(2)
     const [probingAgain, probeAgain] = acquire(twice, T0 + 12_500)
     const closed = EndpointState.onSuccess(probingAgain, T0 + 13_000, 100, probeAgain)
     expect(closed.circuit).toEqual({ _tag: "Closed" })
-    expect(closed.openings).toBe(0)
-    // three more failures: recoveryTimeout exactly, however high the jitter
-    const third = repeat(3, closed, (s) => fail(s, T0 + 14_000, true, 0.99))
-    expect(third.circuit).toEqual({ _tag: "Open", since: T0 + 14_000, until: T0 + 19_000 })
-    expect(third.openings).toBe(1)
+    expect([closed.openings, closed.closedAt]).toEqual([2, T0 + 13_000])
+    // not cleanly closed before a whole window (30 s) has passed since the close
+    expect(EndpointState.cleanlyClosed(closed, T0 + 13_000)).toBe(false)
+    expect(EndpointState.cleanlyClosed(closed, T0 + 42_999)).toBe(false)
+    expect(EndpointState.cleanlyClosed(closed, T0 + 43_000)).toBe(true)
 
-    // forceHealthy forgets them as well (and ends a cooldown), but starts no slow start
+    // reopening within the window: the third opening in a row, between 5 s and 5 s x 4
+    const third = (now: number, jitter: number) => repeat(3, closed, (s) => fail(s, now, true, jitter))
+    expect(third(T0 + 14_000, 0).circuit).toEqual({ _tag: "Open", since: T0 + 14_000, until: T0 + 19_000 })
+    expect(third(T0 + 14_000, 0.5).circuit).toEqual({ _tag: "Open", since: T0 + 14_000, until: T0 + 26_500 })
+    expect(third(T0 + 14_000, 0.99).circuit).toEqual({ _tag: "Open", since: T0 + 14_000, until: T0 + 33_850 })
+    expect(third(T0 + 14_000, 0.5).openings).toBe(3)
+    // up to the last millisecond of the window
+    expect(third(T0 + 42_999, 0.5).circuit).toEqual({ _tag: "Open", since: T0 + 42_999, until: T0 + 55_499 })
+    expect(third(T0 + 42_999, 0.5).openings).toBe(3)
+    // and a flapping endpoint keeps growing: the fourth, between 5 s and 5 s x 8
+    const flapping = third(T0 + 14_000, 0.5)
+    const [probing3, probe3] = acquire(flapping, T0 + 26_500)
+    const closedAgain = EndpointState.onSuccess(probing3, T0 + 27_000, 100, probe3)
+    expect([closedAgain.openings, closedAgain.closedAt]).toEqual([3, T0 + 27_000])
+    const fourth = repeat(3, closedAgain, (s) => fail(s, T0 + 28_000, true, 0.5))
+    expect(fourth.circuit).toEqual({ _tag: "Open", since: T0 + 28_000, until: T0 + 50_500 })
+    expect(fourth.openings).toBe(4)
+
+    // reopening after a whole window closed: recoveryTimeout exactly, however high the jitter
+    const clean = third(T0 + 43_000, 0.99)
+    expect(clean.circuit).toEqual({ _tag: "Open", since: T0 + 43_000, until: T0 + 48_000 })
+    expect(clean.openings).toBe(1)
+    // successes in between change nothing: only the time since the close counts
+    const busy = repeat(3, repeat(10, closed, (s) => succeed(s, T0 + 20_000)), (s) => fail(s, T0 + 43_000, true, 0.99))
+    expect(busy.circuit).toEqual({ _tag: "Open", since: T0 + 43_000, until: T0 + 48_000 })
+    // the window sets how long it must stay closed
+    const short = policyOf({ window: "10 seconds" })
+    const [shortProbing, shortProbe] = acquire(
+      EndpointState.onFailure(acquire(opened(short), T0 + 5_000)[0], T0 + 5_000, undefined, T0, true, 0.5),
+      T0 + 12_500
+    )
+    const shortClosed = EndpointState.onSuccess(shortProbing, T0 + 13_000, 100, shortProbe)
+    expect(repeat(3, shortClosed, (s) => fail(s, T0 + 22_999, true, 0.5)).circuit).toEqual({
+      _tag: "Open",
+      since: T0 + 22_999,
+      until: T0 + 35_499
+    })
+    expect(repeat(3, shortClosed, (s) => fail(s, T0 + 23_000, true, 0.5)).circuit).toEqual({
+      _tag: "Open",
+      since: T0 + 23_000,
+      until: T0 + 28_000
+    })
+
+    // forceHealthy forgets the openings at once (and ends a cooldown), but starts no slow start
     const forced = EndpointState.forceHealthy(
       EndpointState.onRateLimited(EndpointState.onAcquire(twice, false), T0 + 60_000, undefined)
     )
     expect([forced.openings, forced.cooldownUntil, forced.closedAt]).toEqual([0, 0, -Infinity])
     expect(forced.circuit).toEqual({ _tag: "Closed" })
+    expect(forced.recent).toEqual(Health.emptyRecent(twice.recent.at))
     const afterForced = repeat(3, forced, (s) => fail(s, T0 + 13_000, true, 0.99))
     expect(afterForced.circuit).toEqual({ _tag: "Open", since: T0 + 13_000, until: T0 + 18_000 })
     expect(afterForced.openings).toBe(1)
+    // even right after a probe-close: the close time is kept, the openings are not
+    const forcedAfterClose = EndpointState.forceHealthy(closed)
+    expect([forcedAfterClose.openings, forcedAfterClose.closedAt]).toEqual([0, T0 + 13_000])
+    expect(EndpointState.cleanlyClosed(forcedAfterClose, T0 + 14_000)).toBe(false)
+    const afterForcedClose = repeat(3, forcedAfterClose, (s) => fail(s, T0 + 14_000, true, 0.99))
+    expect(afterForcedClose.circuit).toEqual({ _tag: "Open", since: T0 + 14_000, until: T0 + 19_000 })
+    expect(afterForcedClose.openings).toBe(1)
+  })
+
+  it("a probe-close clears the recent window: healthy at once, and the outage's errors cannot reopen it", () => {
+    // 5 successes, then 3 failures open the circuit: 3 failures in 8 calls
+    const policy = policyOf({ degradedMinRequests: 5 })
+    const failing = repeat(3, repeat(5, stateOf({}, policy), (s) => succeed(s, T0)), (s) => fail(s, T0))
+    expect(failing.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+    expect(Health.recentErrorRate(failing.recent)).toBe(3 / 8)
+    const [probing, probe] = acquire(failing, T0 + 5_000)
+    const s = EndpointState.onSuccess(probing, T0 + 5_000, 100, probe)
+    // kept, it would be 3 in 9 calls: degraded
+    const kept = Health.record(failing.recent, T0 + 5_000, 30_000, false, 100)
+    expect(Health.recentErrorRate(kept)).toBeGreaterThan(0.2)
+    expect(Health.recentCalls(kept, T0 + 5_000, 30_000)).toBeGreaterThan(5)
+    expect(s.recent).toEqual(Health.emptyRecent(T0 + 5_000))
+    expect(EndpointState.status(s, T0 + 5_000)).toBe("healthy")
+    // the lifetime counters keep everything
+    expect([s.successes, s.failures, s.latencyCount]).toEqual([6, 3, 1])
+
+    // opened by the error rate (2 failures in 4 calls): after the close, one failure is 1 call
+    const eager = policyOf({ maxFailures: 100, failureRateMinRequests: 4 })
+    const byRate = repeat(2, stateOf({}, eager), (t) => fail(succeed(t, T0), T0))
+    expect(byRate.circuit).toEqual({ _tag: "Open", since: T0, until: T0 + 5_000 })
+    const [rateProbing, rateProbe] = acquire(byRate, T0 + 5_000)
+    const rateClosed = EndpointState.onSuccess(rateProbing, T0 + 5_000, undefined, rateProbe)
+    const oneFailure = fail(rateClosed, T0 + 5_000)
+    expect(oneFailure.circuit).toEqual({ _tag: "Closed" })
+    expect([oneFailure.recent.calls, oneFailure.recent.failures]).toEqual([1, 1])
+    // it takes failureRateMinRequests new calls at the rate again
+    const reopened = repeat(3, oneFailure, (t) => fail(t, T0 + 5_000, true, 0.5))
+    expect(reopened.circuit).toEqual({ _tag: "Open", since: T0 + 5_000, until: T0 + 12_500 })
+    expect(reopened.openings).toBe(2)
   })
 
   it("after a probe closes the circuit, the traffic share ramps linearly from 0.1 to 1 over slowStart", () => {
@@ -1333,7 +1517,10 @@ describe("EndpointState examples", () => {
       0,
       -Infinity
     ])
+    // the recent window is cleared, at the time it was last decayed to
+    expect(released.recent).toEqual(Health.emptyRecent(heldOpen.recent.at))
     expect(EndpointState.admission(released, T0)).toBe("admit")
+    expect(EndpointState.status(released, T0)).toBe("healthy")
   })
 
   // Guards against latency degradation that never wears off once the window has decayed.
