@@ -41,6 +41,8 @@ export interface EndpointState {
   readonly openings: number
   /** When the circuit last closed after being open (epoch ms), for slow start; -Infinity if never. */
   readonly closedAt: number
+  /** Peak-EWMA latency of successful calls; `undefined` until the first one reports a latency. */
+  readonly latency: Health.LatencyEstimate | undefined
 }
 
 /**
@@ -64,7 +66,8 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   cooldownUntil: 0,
   rateLimited: 0,
   openings: 0,
-  closedAt: -Infinity
+  closedAt: -Infinity,
+  latency: undefined
 })
 
 type Mutable = { -readonly [K in keyof EndpointState]: EndpointState[K] }
@@ -91,7 +94,8 @@ const clone = (s: EndpointState): Mutable => ({
   cooldownUntil: s.cooldownUntil,
   rateLimited: s.rateLimited,
   openings: s.openings,
-  closedAt: s.closedAt
+  closedAt: s.closedAt,
+  latency: s.latency
 })
 
 /**
@@ -237,6 +241,7 @@ export const onSuccess = (
   if (latencyMs !== undefined) {
     next.latencyTotalMs = state.latencyTotalMs + latencyMs
     next.latencyCount = state.latencyCount + 1
+    next.latency = Health.observeLatency(state.latency, now, latencyMs, state.policy.latencyDecayMs)
   }
   next.recent = Health.record(state.recent, now, state.policy.windowMs, false, latencyMs)
   const circuit = state.circuit
@@ -415,6 +420,16 @@ export const markRemoved = (state: EndpointState): EndpointState => {
   next.removed = true
   return next
 }
+
+/**
+ * The peak-EWMA latency estimate at `now` (ms), or `undefined` before the first measured
+ * success.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const latencyEstimateMs = (state: EndpointState, now: number): number | undefined =>
+  state.latency === undefined ? undefined : Health.latencyAt(state.latency, now, state.policy.latencyDecayMs)
 
 /**
  * The share of its normal traffic the endpoint takes now (see `Health.slowStartFactor`).

@@ -124,6 +124,12 @@ export interface Policy {
    * `degradedMinRequests` timed successes were seen in the window). Default: none.
    */
   readonly degradedLatency: Duration.Duration | undefined
+  /**
+   * Time constant of the peak-EWMA latency estimate (`EndpointState.latencyEstimateMs`):
+   * it jumps up at once on a slow answer and decays toward newer answers, and toward zero
+   * while the endpoint is idle, so a slow endpoint is tried again after a while. Default 10 seconds.
+   */
+  readonly latencyDecay: Duration.Duration
   /** How long a rate-limited endpoint rests when the provider did not say. Default 5 seconds. */
   readonly rateLimitCooldown: Duration.Duration
   /** A `Retry-After` longer than this is treated as an outage (a health failure). Default 5 minutes. */
@@ -149,6 +155,7 @@ export const defaultPolicy: Policy = {
   degradedErrorRate: 0.2,
   degradedMinRequests: 5,
   degradedLatency: undefined,
+  latencyDecay: Duration.seconds(10),
   rateLimitCooldown: Duration.seconds(5),
   maxCooldown: Duration.minutes(5)
 }
@@ -181,6 +188,10 @@ export const PolicyInput = Schema.Struct({
   degradedErrorRate: Schema.optionalWith(schemas.Ratio, { exact: true }),
   degradedMinRequests: Schema.optionalWith(schemas.NonNegativeFinite, { exact: true }),
   degradedLatency: Schema.optionalWith(schemas.DurationInput, { exact: true }),
+  latencyDecay: Schema.optionalWith(
+    schemas.DurationInput.pipe(Schema.filter((d) => Duration.toMillis(d) > 0 || "must be longer than 0")),
+    { exact: true }
+  ),
   rateLimitCooldown: Schema.optionalWith(schemas.DurationInput, { exact: true }),
   maxCooldown: Schema.optionalWith(schemas.DurationInput, { exact: true })
 }).annotations({ identifier: "HealthPolicy" })
@@ -247,6 +258,7 @@ export interface Resolved {
   readonly degradedErrorRate: number
   readonly degradedMinRequests: number
   readonly degradedLatencyMs: number
+  readonly latencyDecayMs: number
   readonly rateLimitCooldownMs: number
   readonly maxCooldownMs: number
 }
@@ -277,6 +289,7 @@ export const resolve = (policy: Policy, endpoint: Endpoint): Resolved => ({
   degradedErrorRate: policy.degradedErrorRate,
   degradedMinRequests: policy.degradedMinRequests,
   degradedLatencyMs: policy.degradedLatency === undefined ? Infinity : Duration.toMillis(policy.degradedLatency),
+  latencyDecayMs: Duration.toMillis(policy.latencyDecay),
   rateLimitCooldownMs: Duration.toMillis(policy.rateLimitCooldown),
   maxCooldownMs: Duration.toMillis(policy.maxCooldown)
 })
@@ -336,6 +349,43 @@ export const slowStartFactor = (policy: Resolved, sinceClose: number): number =>
   policy.slowStartMs <= 0 || sinceClose >= policy.slowStartMs
     ? 1
     : 0.1 + 0.9 * Math.max(0, sinceClose) / policy.slowStartMs
+
+/**
+ * A peak-EWMA latency estimate (Finagle's): a slow answer raises it at once, faster ones
+ * pull it down with weight `1 - exp(-dt / decayMs)`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LatencyEstimate {
+  readonly ms: number
+  readonly at: number
+}
+
+/**
+ * @since 0.1.0
+ * @category transitions
+ */
+export const observeLatency = (
+  estimate: LatencyEstimate | undefined,
+  now: number,
+  latencyMs: number,
+  decayMs: number
+): LatencyEstimate => {
+  if (estimate === undefined || latencyMs >= estimate.ms) return { ms: latencyMs, at: now }
+  const w = now <= estimate.at ? 1 : Math.exp((estimate.at - now) / decayMs)
+  return { ms: estimate.ms * w + latencyMs * (1 - w), at: now }
+}
+
+/**
+ * The estimate at `now`: it decays toward zero while no answer comes, so an endpoint
+ * that was slow is tried again after a while instead of being avoided for ever.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const latencyAt = (estimate: LatencyEstimate, now: number, decayMs: number): number =>
+  now <= estimate.at ? estimate.ms : estimate.ms * Math.exp((estimate.at - now) / decayMs)
 
 /**
  * Statistics over the recent window, kept as exponentially decayed sums so that one

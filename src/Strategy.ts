@@ -31,6 +31,7 @@
  * @since 0.1.0
  */
 import type { EndpointState } from "./EndpointState.js"
+import * as EndpointStateModule from "./EndpointState.js"
 
 /**
  * What a strategy may read besides the candidates. `random` draws from the balancer's own
@@ -188,6 +189,74 @@ export const smoothWeightedRoundRobin: Strategy<ReadonlyMap<number, number>> = m
   }
 })
 
+/** Draws one candidate with probability proportional to weight, leaving out `skip`. */
+const drawWeighted = (
+  candidates: ReadonlyArray<EndpointState>,
+  random: () => number,
+  skip: number
+): number => {
+  let total = 0
+  for (let i = 0; i < candidates.length; i++) if (i !== skip) total += candidates[i].endpoint.weight
+  let r = random() * total
+  let last = -1
+  for (let i = 0; i < candidates.length; i++) {
+    if (i === skip) continue
+    last = i
+    r -= candidates[i].endpoint.weight
+    if (r < 0) return i
+  }
+  return last
+}
+
+/**
+ * Power of two choices with peak-EWMA latency (Finagle's default balancer): draw two
+ * candidates at random, weighted by `weight`, and take the one with the lower expected
+ * wait, `latency estimate x (calls in flight + 1)`.
+ *
+ * - The latency estimate is a peak EWMA (see `Health.latencyDecay`): one slow answer
+ *   makes an endpoint expensive at once, so traffic leaves a brownout within a few calls;
+ *   it decays while the endpoint is idle, so the endpoint is tried again and traffic comes
+ *   back once it is fast.
+ * - Two random choices instead of the global minimum keep the load spread: a global
+ *   "least busy" pick sends every request of a burst to the same endpoint, which is how
+ *   routers collapse onto one deployment.
+ * - An endpoint never measured is costed at the median of the measured ones (or the same
+ *   as every other when none is measured): it is neither starved nor flooded, and its
+ *   first answers set its own estimate.
+ *
+ * @since 0.1.0
+ * @category strategies
+ */
+export const powerOfTwo: Strategy<undefined> = make({
+  name: "power-of-two",
+  initial: undefined,
+  select: (candidates, state, { now, random }) => {
+    if (candidates.length === 1) return [0, state]
+    const a = drawWeighted(candidates, random, -1)
+    const b = drawWeighted(candidates, random, a)
+    const latencyA = EndpointStateModule.latencyEstimateMs(candidates[a], now)
+    const latencyB = EndpointStateModule.latencyEstimateMs(candidates[b], now)
+    const unmeasured = latencyA === undefined || latencyB === undefined ? medianLatency(candidates, now) : 0
+    const costA = (latencyA ?? unmeasured) * (candidates[a].active + 1)
+    const costB = (latencyB ?? unmeasured) * (candidates[b].active + 1)
+    // on a tie (both unmeasured and idle, say) the first draw wins, which is itself random
+    return [costB < costA ? b : a, state]
+  }
+})
+
+/** The median latency estimate of the measured candidates, or 1 when none is measured. */
+const medianLatency = (candidates: ReadonlyArray<EndpointState>, now: number): number => {
+  const measured: Array<number> = []
+  for (const c of candidates) {
+    const l = EndpointStateModule.latencyEstimateMs(c, now)
+    if (l !== undefined) measured.push(l)
+  }
+  if (measured.length === 0) return 1
+  measured.sort((x, y) => x - y)
+  const mid = measured.length >> 1
+  return measured.length % 2 === 1 ? measured[mid] : (measured[mid - 1] + measured[mid]) / 2
+}
+
 /**
  * The built-in strategies by the names configuration files use.
  *
@@ -198,7 +267,8 @@ export const builtIn = {
   "round-robin": roundRobin,
   "weighted-random": weightedRandom,
   "least-connections": leastConnections,
-  "smooth-weighted-round-robin": smoothWeightedRoundRobin
+  "smooth-weighted-round-robin": smoothWeightedRoundRobin,
+  "power-of-two": powerOfTwo
 } as const
 
 /**

@@ -68,6 +68,7 @@ export const options: Config.Config<Options> = Config.map(
       halfOpenProbes: opt(Config.number("halfOpenProbes")),
       halfOpenSuccesses: opt(Config.number("halfOpenSuccesses")),
       slowStart: opt(Config.string("slowStart")),
+      latencyDecay: opt(Config.string("latencyDecay")),
       rateLimitCooldown: opt(Config.string("rateLimitCooldown")),
       maxCooldown: opt(Config.string("maxCooldown")),
       window: opt(Config.string("window")),

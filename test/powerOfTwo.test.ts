@@ -1,0 +1,102 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Fiber, Random, TestClock } from "effect"
+import { Endpoint, EndpointState, Health, Outcome, Strategy } from "../src/index.js"
+import { endpoint, makeBalancer } from "./helpers.js"
+
+describe("Strategy.powerOfTwo (peak EWMA)", () => {
+  it.scoped("moves traffic off a slow endpoint within a few calls and back once it is fast again", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a"), endpoint("b"), endpoint("slow")],
+        strategy: Strategy.powerOfTwo
+      })
+      let slowMs = 100
+      const pickAndAnswer = Effect.gen(function*() {
+        const lease = yield* b.acquire()
+        const name = lease.endpoint.name
+        yield* b.release(lease, Outcome.success({ latency: name === "slow" ? slowMs : 100 }))
+        yield* TestClock.adjust("100 millis")
+        return name
+      })
+      const share = (names: ReadonlyArray<string>) => names.filter((n) => n === "slow").length / names.length
+      const before = yield* Effect.replicateEffect(pickAndAnswer, 300)
+      expect(share(before)).toBeGreaterThan(0.2)
+      slowMs = 2_000
+      const brownout = yield* Effect.replicateEffect(pickAndAnswer, 600)
+      // the first slow answer makes it expensive at once
+      const firstSlow = brownout.indexOf("slow")
+      expect(brownout.slice(firstSlow + 1, firstSlow + 20)).not.toContain("slow")
+      expect(share(brownout)).toBeLessThan(0.05)
+      slowMs = 100
+      const after = yield* Effect.replicateEffect(pickAndAnswer, 600)
+      // idle, its estimate decays, it is tried again, and it is fast: traffic comes back
+      expect(share(after.slice(300))).toBeGreaterThan(0.2)
+    }).pipe(Effect.withRandom(Random.make("p2c brownout"))))
+
+  it.scoped("equal endpoints under steady concurrent load: none takes more than its fair share + 10 %", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: ["a", "b", "c", "d"].map((n) => endpoint(n)),
+        strategy: Strategy.powerOfTwo
+      })
+      const picks = new Map<string, number>()
+      const fibers: Array<Fiber.RuntimeFiber<void, unknown>> = []
+      for (let tick = 0; tick < 200; tick++) {
+        for (let i = 0; i < 5; i++) {
+          fibers.push(
+            yield* Effect.fork(b.use((e) => {
+              picks.set(e.name, (picks.get(e.name) ?? 0) + 1)
+              return Effect.sleep(`${200 + 50 * i} millis`)
+            }))
+          )
+        }
+        yield* TestClock.adjust("100 millis")
+      }
+      yield* TestClock.adjust("1 second")
+      yield* Effect.forEach(fibers, Fiber.join)
+      const total = [...picks.values()].reduce((x, y) => x + y, 0)
+      expect(total).toBe(1000)
+      for (const count of picks.values()) expect(count / total).toBeLessThanOrEqual(0.35)
+      expect((yield* b.stats).every((s) => s.active === 0)).toBe(true)
+    }).pipe(Effect.withRandom(Random.make("p2c steady"))))
+
+  it.scoped("an endpoint never measured is neither starved nor flooded", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a"), endpoint("b")],
+        strategy: Strategy.powerOfTwo
+      })
+      // a and b are measured at 100 ms; then a fresh endpoint joins
+      for (let i = 0; i < 20; i++) {
+        const lease = yield* b.acquire()
+        yield* b.release(lease, Outcome.success({ latency: 100 }))
+      }
+      yield* b.addEndpoint(endpoint("new"))
+      const names: Array<string> = []
+      for (let i = 0; i < 300; i++) {
+        const lease = yield* b.acquire()
+        names.push(lease.endpoint.name)
+        yield* b.release(lease, Outcome.success({ latency: 100 }))
+      }
+      const share = names.filter((n) => n === "new").length / names.length
+      expect(share).toBeGreaterThan(0.2)
+      expect(share).toBeLessThan(0.5)
+    }).pipe(Effect.withRandom(Random.make("p2c new"))))
+
+  it("the peak EWMA jumps up at once, decays toward faster answers and toward zero while idle", () => {
+    let e = Health.observeLatency(undefined, 0, 100, 10_000)
+    expect(e).toEqual({ ms: 100, at: 0 })
+    e = Health.observeLatency(e, 1_000, 1_000, 10_000)
+    expect(e.ms).toBe(1_000)
+    e = Health.observeLatency(e, 11_000, 100, 10_000)
+    // one time constant later: weight 1/e on the old value
+    expect(e.ms).toBeCloseTo(1_000 * Math.exp(-1) + 100 * (1 - Math.exp(-1)), 6)
+    expect(Health.latencyAt(e, 21_000, 10_000)).toBeCloseTo(e.ms * Math.exp(-1), 6)
+    const fresh = Either.getOrThrow(Endpoint.decodeEither(endpoint("fresh")))
+    let state = EndpointState.make(0, fresh, Health.resolve(Health.defaultPolicy, fresh), 0)
+    expect(EndpointState.latencyEstimateMs(state, 0)).toBeUndefined()
+    state = EndpointState.onSuccess(EndpointState.onAcquire(state, false), 0, 250, undefined)
+    expect(EndpointState.latencyEstimateMs(state, 0)).toBe(250)
+    expect(EndpointState.latencyEstimateMs(state, 10_000)).toBeCloseTo(250 * Math.exp(-1), 6)
+  })
+})
