@@ -43,6 +43,11 @@ export * as Outcome from "./Outcome.js"
 /**
  * @since 0.1.0
  */
+export * as RateLimit from "./RateLimit.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Router from "./Router.js"
 
 /**

@@ -1,0 +1,121 @@
+/**
+ * Reading providers' rate-limit answers: how long a 429 asks us to wait.
+ *
+ * Providers say it in several ways, all handled by {@link retryAfter}, in this order:
+ *
+ * 1. `retry-after-ms`: milliseconds (OpenAI, Azure OpenAI).
+ * 2. `retry-after`: seconds, or an HTTP date (RFC 9110).
+ * 3. The reset of the limit that ran out: OpenAI's `x-ratelimit-reset-requests` /
+ *    `x-ratelimit-reset-tokens` (durations such as `"1s"`, `"6m0s"`, `"20ms"`) and
+ *    Anthropic's `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-reset`
+ *    (RFC 3339 times). A limit whose `...-remaining` header says 0 is the one that ran
+ *    out; when none says so, the latest reset is taken, to be safe.
+ *
+ * A provider implementation passes the result to `RateLimited({ retryAfter })`; the
+ * balancer then rests the endpoint (and its quota group) that long, times 1 to 1.5.
+ *
+ * @since 0.1.0
+ */
+import { Duration } from "effect"
+
+/**
+ * Response headers, with any capitalisation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Headers = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+
+const lower = (headers: Headers): Map<string, string> => {
+  const map = new Map<string, string>()
+  for (const [key, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    map.set(key.toLowerCase(), typeof value === "string" ? value : value.join(","))
+  }
+  return map
+}
+
+const GO_DURATION = /^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns))+$/
+const GO_PART = /(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g
+const unitMs: Record<string, number> = {
+  h: 3_600_000,
+  m: 60_000,
+  s: 1_000,
+  ms: 1,
+  us: 0.001,
+  "µs": 0.001,
+  ns: 0.000001
+}
+
+/**
+ * A duration in Go's notation (`"1s"`, `"6m0s"`, `"1h2m3.5s"`, `"20ms"`), as OpenAI's
+ * reset headers write it, in milliseconds.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseGoDuration = (text: string): number | undefined => {
+  const value = text.trim()
+  if (value === "" || !GO_DURATION.test(value)) return undefined
+  let ms = 0
+  for (const [, amount, unit] of value.matchAll(GO_PART)) ms += Number(amount) * unitMs[unit]
+  return ms
+}
+
+/**
+ * `Retry-After`: delay-seconds or an HTTP date, in milliseconds from `now` (never negative).
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseRetryAfter = (text: string, now: number): number | undefined => {
+  const value = text.trim()
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value) * 1000
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+const resetOf = (value: string, now: number): number | undefined => {
+  const asDuration = parseGoDuration(value)
+  if (asDuration !== undefined) return asDuration
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Number(value.trim()) * 1000
+  const date = Date.parse(value.trim())
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+const limits = [
+  ["x-ratelimit-reset-requests", "x-ratelimit-remaining-requests"],
+  ["x-ratelimit-reset-tokens", "x-ratelimit-remaining-tokens"],
+  ["anthropic-ratelimit-requests-reset", "anthropic-ratelimit-requests-remaining"],
+  ["anthropic-ratelimit-tokens-reset", "anthropic-ratelimit-tokens-remaining"],
+  ["anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-input-tokens-remaining"],
+  ["anthropic-ratelimit-output-tokens-reset", "anthropic-ratelimit-output-tokens-remaining"]
+] as const
+
+/**
+ * How long a rate-limited answer asks us to wait, from its headers, or `undefined` when
+ * it does not say (or says something unreadable). `now` is epoch ms, for HTTP dates.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const retryAfter = (headers: Headers, now: number): Duration.Duration | undefined => {
+  const h = lower(headers)
+  const ms = h.get("retry-after-ms")
+  if (ms !== undefined && /^\d+(\.\d+)?$/.test(ms.trim())) return Duration.millis(Number(ms.trim()))
+  const after = h.get("retry-after")
+  const parsed = after === undefined ? undefined : parseRetryAfter(after, now)
+  if (parsed !== undefined) return Duration.millis(parsed)
+  let exhausted: number | undefined
+  let any: number | undefined
+  for (const [resetKey, remainingKey] of limits) {
+    const reset = h.get(resetKey)
+    if (reset === undefined) continue
+    const wait = resetOf(reset, now)
+    if (wait === undefined) continue
+    any = any === undefined ? wait : Math.max(any, wait)
+    if (h.get(remainingKey)?.trim() === "0") exhausted = exhausted === undefined ? wait : Math.max(exhausted, wait)
+  }
+  const wait = exhausted ?? any
+  return wait === undefined ? undefined : Duration.millis(wait)
+}
