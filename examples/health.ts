@@ -180,7 +180,8 @@ const forced = Effect.gen(function*() {
   yield* Console.log(`held: ${yield* status}; picks: ${yield* picks(2)}`)
   const error = yield* Effect.flip(Balancer.acquire({ exclude: ["backup"] }))
   yield* Console.log(`without backup: ${error.passedOver.map((p) => `${p.endpoint} ${p.reason}`).join(", ")}`)
-  // forceHealthy also closes an open circuit and forgets consecutive failures
+  // forceHealthy also closes an open circuit and forgets consecutive failures, the recent
+  // window and earlier openings
   yield* Balancer.forceHealthy("primary")
   yield* printEvents
   yield* Console.log(`released: ${yield* status}; picks: ${yield* picks(2)}`)

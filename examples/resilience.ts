@@ -250,6 +250,10 @@ const deadline = Effect.gen(function*() {
   for (const a of error.attempts) {
     yield* Console.log(`  #${a.number} ${a.endpoint} at ${t(a.startedAt)}: ${a.outcome} after ${a.latencyMs} ms`)
   }
+  // c's attempt was cut short by the call's deadline, not by its own limit: c is not blamed
+  const cut = error.lastError?._tag === "Timeout" && error.lastError.cutByDeadline === true
+  const inARow = (yield* Balancer.stats).map((s) => `${s.name} ${s.consecutiveFailures}`).join(", ")
+  yield* Console.log(`  cut by the deadline: ${cut}; failures in a row: ${inARow}`)
 }).pipe(Effect.provide(routed({ endpoints: endpoints("a", "b", "c"), strategy: "round-robin" })))
 
 // --- hedging ------------------------------------------------------------------------------
@@ -276,6 +280,9 @@ const tiers = Effect.gen(function*() {
   // at most one attempt on tier 0, then the backup tier
   const limited = yield* Router.execute(call, { tiers: { 0: { maxAttempts: 1 } } })
   yield* Console.log(`${limited.value} | ${showAttempts(limited.attempts)}`)
+  // maxAttempts 0 skips the tier
+  const skipped = yield* Router.execute(call, { tiers: { 0: { maxAttempts: 0 } } })
+  yield* Console.log(`${skipped.value} | ${showAttempts(skipped.attempts)}`)
 }).pipe(Effect.provide(routed({
   endpoints: [
     ...endpoints("p-1", "p-2", "p-3"),
@@ -308,6 +315,20 @@ const overBudget = Effect.gen(function*() {
   { endpoints: endpoints("a", "b"), strategy: "round-robin" },
   { retryBudget: { percent: 0, minPerSecond: 0 } }
 )))
+
+// no-endpoint with retryAt: the lone endpoint's circuit is open; the caller comes back then
+const comeBack = Effect.gen(function*() {
+  let down = true
+  const call = scripted({ solo: () => down ? unavailable("solo") : answer("solo") })
+  const fiber = yield* Effect.fork(Router.execute(call))
+  yield* TestClock.adjust("1 second") // the back-off before the router tries "solo" again
+  const error = yield* Effect.flip(Fiber.join(fiber))
+  yield* Console.log(`${error.message}; retryAt ${t(error.retryAt ?? 0)}`)
+  down = false
+  yield* TestClock.setTime(error.retryAt ?? 0)
+  const result = yield* Router.execute(call)
+  yield* Console.log(`${result.value} | ${showAttempts(result.attempts)}`)
+}).pipe(Effect.provide(routed({ endpoints: endpoints("solo"), health: { maxFailures: 1 } })))
 
 // --- the retry budget in a total outage ---------------------------------------------------
 
@@ -376,22 +397,25 @@ const recovery = Effect.gen(function*() {
   }
 }).pipe(
   Effect.scoped,
-  Effect.provide(routed({
-    endpoints: endpoints("primary", "secondary"),
-    strategy: "round-robin",
-    // DEGRADED off, to show slow start alone (see "Slow start" in docs/resilience.md)
-    health: { degradedErrorRate: 1 }
-  }))
+  Effect.provide(routed({ endpoints: endpoints("primary", "secondary"), strategy: "round-robin" }))
 )
 
 // --- open periods, by the factor or from a Schedule ----------------------------------------
 
-/** Fails calls on a lone endpoint and prints how long each of its first six open periods lasts. */
-const openPeriods = (title: string, health: Health.PolicyInput) =>
+/**
+ * Opens the circuit of a lone endpoint six times and prints how long each open period lasts.
+ * Between two openings its probe fails or, with `closedFor`, succeeds, and the endpoint then
+ * serves that long before it fails again.
+ */
+const openPeriods = (title: string, health: Health.PolicyInput, closedFor?: Duration.DurationInput) =>
   Effect.gen(function*() {
     const periods: Array<string> = []
     for (let i = 0; i < 6; i++) {
-      // failed calls open the circuit: 3 in a row the first time, then each failed probe
+      if (i > 0 && closedFor !== undefined) {
+        yield* Balancer.use(() => answer("a")) // the probe succeeds: closed
+        yield* TestClock.adjust(closedFor)
+      }
+      // failed calls open the circuit: 3 in a row when it is closed, or a failed probe
       while ((yield* Balancer.stats)[0].unhealthyUntil === null) {
         yield* Effect.ignore(Balancer.use(() => unavailable("a")))
       }
@@ -403,11 +427,15 @@ const openPeriods = (title: string, health: Health.PolicyInput) =>
     yield* Console.log(`${title}: ${periods.join(", ")} s`)
   }).pipe(Effect.provide(Balancer.layer({ endpoints: endpoints("a"), health })))
 
-const growth = Effect.zipRight(
-  openPeriods("the defaults", {}),
+const growth = Effect.all([
+  openPeriods("every probe fails", {}),
+  // closed by each probe, but down again 10 s later: a flapping endpoint, the periods still grow
+  openPeriods("closed 10 s in between", {}, "10 seconds"),
+  // closed for a whole window (30 s) in between: each opening starts again from recoveryTimeout
+  openPeriods("closed 30 s in between", {}, "30 seconds"),
   // Fibonacci from 2 s instead of recoveryTimeout x recoveryFactor
   openPeriods("from a Schedule", { recoverySchedule: Schedule.fibonacci("2 seconds") })
-)
+], { discard: true })
 
 // --- panic routing ------------------------------------------------------------------------
 
@@ -468,7 +496,7 @@ Effect.runPromise(Effect.all([
   section("one deadline", deadline),
   section("hedging", hedging),
   section("limits per tier", tiers),
-  section("RoutingFailed", Effect.zipRight(reasons, overBudget)),
+  section("RoutingFailed", Effect.all([reasons, overBudget, comeBack], { discard: true })),
   section("the retry budget in a total outage", outage),
   section("open periods grow, then slow start", recovery),
   section("open periods, by the factor or from a Schedule", growth),
