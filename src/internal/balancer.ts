@@ -104,7 +104,7 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
     : Either.right({ endpoints, strategy, policy: policy.right, panic: options.panic === true })
 }
 
-const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: number): Table.Ending => {
+const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: () => number): Table.Ending => {
   switch (outcome._tag) {
     case "Success":
       return {
@@ -126,7 +126,7 @@ const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: number): 
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
-const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number, jitter: number): Table.Ending => {
+const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number, jitter: () => number): Table.Ending => {
   if (Exit.isSuccess(exit)) return { _tag: "Success", latencyMs }
   if (Cause.isInterruptedOnly(exit.cause)) return cancelled
   const failure = Cause.failureOption(exit.cause)
@@ -253,7 +253,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       return hints.wait === undefined ? acquireNow(request) : acquireWaiting(request, hints.wait, restore)
     }
 
-    const settle = (lease: Lease, ending: (latencyMs: number, jitter: number) => Table.Ending): Effect.Effect<void> =>
+    const settle = (
+      lease: Lease,
+      ending: (latencyMs: number, jitter: () => number) => Table.Ending
+    ): Effect.Effect<void> =>
       Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
         if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
           return [Effect.dieMessage(`release was given a lease that this balancer did not hand out`), table]
@@ -261,7 +264,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         if (lease.settled) return [Effect.void, table]
         lease.settled = true
         const now = clock.unsafeCurrentTimeMillis()
-        const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt, draw()), now)
+        const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt, draw), now)
         freed++
         waiters.wakeOne()
         return [publish(events), next]

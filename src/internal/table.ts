@@ -126,7 +126,9 @@ export const acquire = (
       if (fallback === -1) return [reject(table, request, now), table]
       chosen = fallback
     } else {
-      const [index, next] = strategy.select(pool.map((i) => entries[i]), strategyState, { now, random })
+      // the common case, every endpoint a healthy candidate, needs no copy of the list
+      const candidates = pool.length === entries.length ? entries : pool.map((i) => entries[i])
+      const [index, next] = strategy.select(candidates, strategyState, { now, random })
       if (!(Number.isInteger(index) && index >= 0 && index < pool.length)) {
         // a bug in a user-written strategy: a defect, reported with what went wrong
         throw new RangeError(`Strategy "${strategy.name}" chose index ${index} among ${pool.length} candidates`)
@@ -197,8 +199,8 @@ export type Ending =
     readonly latencyMs: number | undefined
     /** Set by the caller to override what the error says about the endpoint's health. */
     readonly countsAgainstHealth: boolean | undefined
-    /** A number in [0, 1) to jitter a rate-limit cooldown with. */
-    readonly jitter: number
+    /** Draws a number in [0, 1) to jitter an open period or a rate-limit cooldown with. */
+    readonly jitter: () => number
   }
   | { readonly _tag: "Cancelled" }
 
@@ -222,7 +224,7 @@ export const classify = (
   if (error._tag !== "RateLimited") return { effect: error.healthEffect, until: 0 }
   const waitMs = error.retryAfter === undefined ? policy.rateLimitCooldownMs : Duration.toMillis(error.retryAfter)
   if (waitMs > policy.maxCooldownMs) return { effect: "counts", until: 0 }
-  return { effect: "cooldown", until: Math.ceil(now + waitMs * (1 + 0.5 * ending.jitter)) }
+  return { effect: "cooldown", until: Math.ceil(now + waitMs * (1 + 0.5 * ending.jitter())) }
 }
 
 const onFailure = (
@@ -234,7 +236,7 @@ const onFailure = (
   const { effect, until } = classify(ending, before.policy, now)
   switch (effect) {
     case "counts":
-      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true, ending.jitter)
+      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true, ending.jitter())
     case "ignore":
       return EndpointState.onFailure(before, now, ending.latencyMs, probe, false)
     case "cooldown":
