@@ -159,10 +159,11 @@ export interface BalancerService {
    */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Event>, never, Scope.Scope>
   /**
-   * Publishes an event on this balancer's stream; components built on the balancer (the
-   * router reports every attempt) use it so that one stream tells the whole story.
+   * Puts a finished attempt on this balancer's event stream; the router reports every
+   * attempt through it, so that one stream tells the whole story. (Health events come
+   * only from the balancer itself.)
    */
-  readonly publish: (event: Event) => Effect.Effect<void>
+  readonly reportAttempt: (event: Event & { readonly _tag: "AttemptEnded" }) => Effect.Effect<void>
 }
 
 /**

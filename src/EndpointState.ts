@@ -140,11 +140,15 @@ export const admission = (state: EndpointState, now: number): Admission => {
  * @since 0.1.0
  * @category getters
  */
-export const availableAt = (state: EndpointState): number | undefined => {
-  if (state.removed || state.held) return undefined
-  const open = state.circuit._tag === "Open" ? state.circuit.until : 0
-  const at = Math.max(open, state.cooldownUntil)
-  return at > 0 ? at : undefined
+export const availableAt = (state: EndpointState, now: number): number | undefined => {
+  switch (admission(state, now)) {
+    case "unhealthy":
+      return state.circuit._tag === "Open" ? Math.max(state.circuit.until, state.cooldownUntil) : undefined
+    case "cooling-down":
+      return state.circuit._tag === "Open" ? Math.max(state.circuit.until, state.cooldownUntil) : state.cooldownUntil
+    default:
+      return undefined
+  }
 }
 
 /**

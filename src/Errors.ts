@@ -118,7 +118,7 @@ export class UnknownEndpoint extends Data.TaggedError("UnknownEndpoint")<{
 export type HealthEffect = "counts" | "ignore" | "cooldown" | "hold"
 
 interface ProviderErrorFields {
-  /** The endpoint that answered (filled in by the router when a provider leaves it out). */
+  /** The endpoint that answered, when the provider says (the router's attempts always name it). */
   readonly endpoint?: string | undefined
   /** What the provider said, as far as it is safe to repeat (never a key). */
   readonly detail?: string | undefined
@@ -382,18 +382,28 @@ export interface Attempt {
  * - `deadline`: the call's `timeout` left no time for another attempt.
  * - `retry-budget`: retries across all calls are over budget (an outage is not turned into a retry storm).
  * - `no-endpoint`: no endpoint could take the call.
+ * - `invalid-policy`: the call's policy is unusable; `detail` names every bad field.
  *
  * @since 0.1.0
  * @category errors
  */
 export class RoutingFailed extends Data.TaggedError("RoutingFailed")<{
-  readonly reason: "not-retryable" | "attempts-exhausted" | "deadline" | "retry-budget" | "no-endpoint"
+  readonly reason:
+    | "not-retryable"
+    | "attempts-exhausted"
+    | "deadline"
+    | "retry-budget"
+    | "no-endpoint"
+    | "invalid-policy"
   readonly lastError: ProviderError | NoEndpointAvailable | undefined
   readonly attempts: ReadonlyArray<Attempt>
   /** With `no-endpoint`: the earliest time (epoch ms) an endpoint is known to free up. */
   readonly retryAt?: number | undefined
+  /** With `invalid-policy`: what is wrong with it. */
+  readonly detail?: string | undefined
 }> {
   override get message(): string {
+    if (this.detail !== undefined) return `Routing failed (${this.reason}): ${this.detail}`
     const tried = this.attempts.map((a) => `${a.endpoint}: ${a.outcome}`).join(", ")
     return `Routing failed (${this.reason}) after ${this.attempts.length} attempt(s)${
       tried === "" ? "" : ` [${tried}]`

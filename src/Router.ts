@@ -24,7 +24,7 @@ import type { Duration, Schedule } from "effect"
 import { Context, Effect, Layer } from "effect"
 import type { Balancer, Hints } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
-import type { Attempt, ProviderError, RoutingFailed } from "./Errors.js"
+import type { Attempt, InvalidConfig, ProviderError, RoutingFailed } from "./Errors.js"
 import * as internal from "./internal/router.js"
 
 /**
@@ -131,18 +131,19 @@ export interface RouterService {
 export class Router extends Context.Tag("effect-llm-balancer/Router")<Router, RouterService>() {}
 
 /**
- * A router over the `Balancer` in context.
+ * A router over the `Balancer` in context. Routers over the same balancer share one retry
+ * budget. A bad `retryBudget` or `defaults` fails with `InvalidConfig`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options?: Options) => Effect.Effect<RouterService, never, Balancer> = internal.make
+export const make: (options?: Options) => Effect.Effect<RouterService, InvalidConfig, Balancer> = internal.make
 
 /**
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: Options): Layer.Layer<Router, never, Balancer> =>
+export const layer = (options?: Options): Layer.Layer<Router, InvalidConfig, Balancer> =>
   Layer.effect(Router, internal.make(options))
 
 /**

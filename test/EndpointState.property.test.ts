@@ -497,8 +497,13 @@ const checkInvariants = (s: State, m: Model, coverage: Coverage) => {
   if (s.held) coverage.held++
   if (admission === "cooling-down") coverage.coolingDown++
   if (admission === "at-capacity") coverage.atCapacity++
-  const availableAt = Math.max(circuit._tag === "Open" ? circuit.until : 0, s.cooldownUntil)
-  same(EndpointState.availableAt(s), !s.held && availableAt > 0 ? availableAt : undefined, "availableAt")
+  // the time an endpoint passed over frees up: known only for an open circuit or a cooldown,
+  // and always in the future
+  const availableAt = admission === "unhealthy" || admission === "cooling-down"
+    ? Math.max(circuit._tag === "Open" ? circuit.until : 0, s.cooldownUntil)
+    : undefined
+  same(EndpointState.availableAt(s, now), availableAt, "availableAt")
+  if (availableAt !== undefined) check(availableAt > now, "availableAt is in the future", context)
 
   // status
   const status = EndpointState.status(s, now)
@@ -965,7 +970,7 @@ describe("EndpointState examples", () => {
     expect(s.openings).toBe(1)
     expect(EndpointState.status(s, T0)).toBe("unhealthy")
     expect(EndpointState.admission(s, T0)).toBe("unhealthy")
-    expect(EndpointState.availableAt(s)).toBe(T0 + 5_000)
+    expect(EndpointState.availableAt(s, T0)).toBe(T0 + 5_000)
   })
 
   it("a success in between resets the count", () => {
@@ -1345,7 +1350,9 @@ describe("EndpointState examples", () => {
     expect(EndpointState.admission(s, T0)).toBe("cooling-down")
     expect(EndpointState.admission(s, T0 + 1_999)).toBe("cooling-down")
     expect(EndpointState.status(s, T0 + 1_999)).toBe("unhealthy")
-    expect(EndpointState.availableAt(s)).toBe(T0 + 2_000)
+    expect(EndpointState.availableAt(s, T0)).toBe(T0 + 2_000)
+    // once the cooldown is over nothing is reported, even though the field keeps its value
+    expect(EndpointState.availableAt(s, T0 + 2_000)).toBeUndefined()
     expect(EndpointState.admission(s, T0 + 2_000)).toBe("admit")
     expect(EndpointState.status(s, T0 + 2_000)).toBe("healthy")
 
@@ -1383,11 +1390,11 @@ describe("EndpointState examples", () => {
     expect(open.active).toBe(1)
     const early = EndpointState.onRateLimited(open, T0 + 3_000, undefined)
     expect(early.circuit).toBe(open.circuit)
-    expect(EndpointState.availableAt(early)).toBe(T0 + 5_000)
+    expect(EndpointState.availableAt(early, T0)).toBe(T0 + 5_000)
     expect(EndpointState.admission(early, T0 + 2_999)).toBe("cooling-down")
     expect(EndpointState.admission(early, T0 + 3_000)).toBe("unhealthy")
     const late = EndpointState.onRateLimited(open, T0 + 8_000, undefined)
-    expect(EndpointState.availableAt(late)).toBe(T0 + 8_000)
+    expect(EndpointState.availableAt(late, T0)).toBe(T0 + 8_000)
     expect(EndpointState.admission(late, T0 + 6_000)).toBe("cooling-down")
     expect(EndpointState.admission(late, T0 + 8_000)).toBe("probe")
   })
@@ -1405,7 +1412,7 @@ describe("EndpointState examples", () => {
     expect(EndpointState.admission(s, T0)).toBe("held-unhealthy")
     expect(EndpointState.admission(s, T0 + 3_600_000)).toBe("held-unhealthy")
     expect(EndpointState.status(s, T0 + 3_600_000)).toBe("unhealthy")
-    expect(EndpointState.availableAt(s)).toBeUndefined()
+    expect(EndpointState.availableAt(s, T0)).toBeUndefined()
 
     // an unauthorized probe gives its slot back
     const [probing, probe] = acquire(opened(), T0 + 5_000)
@@ -1502,7 +1509,7 @@ describe("EndpointState examples", () => {
     const held = EndpointState.forceUnhealthy(stateOf())
     expect(EndpointState.admission(held, T0)).toBe("held-unhealthy")
     expect(EndpointState.status(held, T0)).toBe("unhealthy")
-    expect(EndpointState.availableAt(held)).toBeUndefined()
+    expect(EndpointState.availableAt(held, T0)).toBeUndefined()
     // still held after the recovery timeout of an open circuit
     const heldOpen = EndpointState.forceUnhealthy(opened())
     expect(EndpointState.admission(opened(), T0 + 5_000)).toBe("probe")

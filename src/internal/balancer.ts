@@ -46,6 +46,9 @@ const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${pre
 export const resolveOptions = (options: Options, prefix = ""): Either.Either<Resolved, InvalidConfig> => {
   const issues: Array<ConfigIssue> = []
   const at = (path: string) => prefix === "" ? path : prefixed(prefix, path)
+  if (typeof options !== "object" || options === null) {
+    return Either.left(new InvalidConfig({ issues: [{ path: prefix, message: "must be an object of options" }] }))
+  }
   // options usually come typed, but not always (JSON, JavaScript): a misspelt key is a mistake
   for (const key of Object.keys(options)) {
     if (!optionKeys.includes(key)) {
@@ -266,7 +269,9 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         const now = clock.unsafeCurrentTimeMillis()
         const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt, draw), now)
         freed++
-        waiters.wakeOne()
+        // a change of health (a circuit closed, say) may let in many waiters, a plain end one
+        if (events.length > 0) waiters.wakeAll()
+        else waiters.wakeOne()
         return [publish(events), next]
       }))
 
@@ -306,8 +311,9 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
 
     const addEndpoint = (input: Endpoint.Input | Endpoint.Endpoint) =>
       Effect.flatMap(
-        Endpoint.decode(input),
-        (endpoint) =>
+        Effect.flatMap(Endpoint.decode(input), (endpoint) =>
+          Effect.map(policyOf(endpoint), (p) => [endpoint, p] as const)),
+        ([endpoint, endpointPolicy]) =>
           Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void, InvalidConfig>, Table.Table] => {
             if (Table.find(table, endpoint.name) !== -1) {
               const issue = { path: "name", message: `duplicate endpoint name "${endpoint.name}"` }
@@ -318,7 +324,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
             waiters.wakeAll()
             return [
               publish([Event.EndpointAdded({ name: endpoint.name, at: now })]),
-              Table.add(table, endpoint, Health.resolve(policy, endpoint), now)
+              Table.add(table, endpoint, endpointPolicy, now)
             ]
           }))
       )
@@ -369,7 +375,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       stats: withLive((entries, now) => entries.map((e) => statsOf(e, now))),
       events: Stream.fromPubSub(pubsub),
       subscribe: PubSub.subscribe(pubsub),
-      publish: (event) => event._tag === "AttemptEnded" ? PubSub.publish(pubsub, event) : publish([event])
+      reportAttempt: (event) => PubSub.publish(pubsub, event).pipe(Effect.asVoid)
     }
     return service
   })

@@ -41,3 +41,10 @@ export const withdraw = (
   const allowance = settings.percent * b.calls + settings.minPerSecond * (settings.ttlMs / 1000)
   return b.retries + 1 <= allowance ? [true, { at: b.at, calls: b.calls, retries: b.retries + 1 }] : [false, b]
 }
+
+/** Gives back a retry that was taken but not used (a hedge that found no endpoint, say). */
+export const refund = (budget: RetryBudget): RetryBudget => ({
+  at: budget.at,
+  calls: budget.calls,
+  retries: Math.max(0, budget.retries - 1)
+})

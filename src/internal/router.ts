@@ -15,10 +15,12 @@ import type { Hints } from "../Balancer.js"
 import { Balancer } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
 import type { Attempt, NoEndpointAvailable, ProviderError } from "../Errors.js"
-import { RoutingFailed, Timeout } from "../Errors.js"
+import type { ConfigIssue } from "../Errors.js"
+import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
 import * as RetryBudget from "./retryBudget.js"
+import * as schemas from "./schemas.js"
 
 /** Exponential from 250 ms, doubling, full jitter, each delay capped at 10 s. */
 export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedules.exponential("250 millis", 2).pipe(
@@ -46,13 +48,76 @@ type Failure = ProviderError | NoEndpointAvailable
 const toMillis = (d: Duration.DurationInput | undefined, otherwise: number) =>
   d === undefined ? otherwise : Duration.toMillis(Duration.decode(d))
 
+/** A duration the caller gave, if it is one (not negative), or a description of what is wrong. */
+const durationProblem = (name: string, d: unknown): string | undefined => {
+  if (d === undefined) return undefined
+  const decoded = Duration.decodeUnknown(d)
+  if (
+    decoded._tag === "None" || Duration.toMillis(decoded.value) < 0 || Number.isNaN(Duration.toMillis(decoded.value))
+  ) {
+    return `${name} must be a duration such as "5 seconds" or a number of milliseconds, got ${schemas.show(d)}`
+  }
+  return undefined
+}
+
+const countProblem = (name: string, n: unknown, min: number): string | undefined =>
+  n === undefined || (typeof n === "number" && Number.isInteger(n) && n >= min)
+    ? undefined
+    : `${name} must be a whole number of at least ${min}, got ${schemas.show(n)}`
+
+/** What is wrong with a call's policy, if anything: every bad field, in one message. */
+export const policyProblems = (p: Policy): ReadonlyArray<string> => {
+  const problems = [
+    countProblem("maxAttempts", p.maxAttempts, 1),
+    durationProblem("timeout", p.timeout),
+    durationProblem("attemptTimeout", p.attemptTimeout),
+    durationProblem("hedge.delay", p.hedge?.delay),
+    durationProblem("hints.wait", p.hints?.wait)
+  ]
+  for (const [tier, limits] of Object.entries(p.tiers ?? {})) {
+    problems.push(
+      countProblem(`tiers[${tier}].maxAttempts`, limits.maxAttempts, 0),
+      durationProblem(`tiers[${tier}].attemptTimeout`, limits.attemptTimeout)
+    )
+  }
+  return problems.filter((x): x is string => x !== undefined)
+}
+
+const budgets = new WeakMap<object, { budget: RetryBudget.RetryBudget }>()
+
 /** Marks the hedge branch that found its primary already failed, so the primary's error is reported. */
 class PrimaryFailedFirst {
   readonly _tag = "PrimaryFailedFirst"
 }
 
-export const make = (options?: Options): Effect.Effect<RouterService, never, Balancer> =>
+const budgetIssues = (options: Options | undefined): ReadonlyArray<ConfigIssue> => {
+  const b = options?.retryBudget
+  const issues: Array<ConfigIssue> = []
+  const ratio = (name: string, v: unknown) => {
+    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 0)) {
+      issues.push({
+        path: `retryBudget.${name}`,
+        message: `must be a finite number of at least 0, got ${schemas.show(v)}`
+      })
+    }
+  }
+  ratio("percent", b?.percent)
+  ratio("minPerSecond", b?.minPerSecond)
+  const ttl = durationProblem("ttl", b?.ttl)
+  if (ttl !== undefined) issues.push({ path: "retryBudget.ttl", message: ttl.slice("ttl ".length) })
+  else if (b?.ttl !== undefined && toMillis(b.ttl, 0) <= 0) {
+    issues.push({ path: "retryBudget.ttl", message: "must be longer than 0" })
+  }
+  for (const problem of options?.defaults === undefined ? [] : policyProblems(options.defaults)) {
+    issues.push({ path: "defaults", message: problem })
+  }
+  return issues
+}
+
+export const make = (options?: Options): Effect.Effect<RouterService, InvalidConfig, Balancer> =>
   Effect.gen(function*() {
+    const issues = budgetIssues(options)
+    if (issues.length > 0) return yield* Effect.fail(new InvalidConfig({ issues }))
     const balancer = yield* Balancer
     const clock = yield* Effect.clock
     const settings: RetryBudget.Settings = {
@@ -60,13 +125,22 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
       minPerSecond: options?.retryBudget?.minPerSecond ?? 1,
       ttlMs: toMillis(options?.retryBudget?.ttl, 10_000)
     }
-    // changed only in synchronous steps, so concurrent calls never lose an update
-    let budget = RetryBudget.empty
+    // One budget per balancer, shared by every router over it. It changes only in
+    // synchronous steps, so concurrent calls never lose an update.
+    let shared = budgets.get(balancer)
+    if (shared === undefined) {
+      shared = { budget: RetryBudget.empty }
+      budgets.set(balancer, shared)
+    }
+    const cell = shared
     const defaults: Policy = options?.defaults ?? {}
     const withdraw = () => {
-      const [allowed, next] = RetryBudget.withdraw(budget, clock.unsafeCurrentTimeMillis(), settings)
-      budget = next
+      const [allowed, next] = RetryBudget.withdraw(cell.budget, clock.unsafeCurrentTimeMillis(), settings)
+      cell.budget = next
       return allowed
+    }
+    const refund = () => {
+      cell.budget = RetryBudget.refund(cell.budget)
     }
 
     const execute = <A, R>(
@@ -75,6 +149,17 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
     ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
       Effect.gen(function*() {
         const p: Policy = { ...defaults, ...policy }
+        const problems = policyProblems(p)
+        if (problems.length > 0) {
+          return yield* Effect.fail(
+            new RoutingFailed({
+              reason: "invalid-policy",
+              lastError: undefined,
+              attempts: [],
+              detail: problems.join("; ")
+            })
+          )
+        }
         const maxAttempts = p.maxAttempts ?? 3
         const backoff = (p.backoff ?? defaultBackoff) as Schedule.Schedule<unknown, Failure | undefined>
         const start = clock.unsafeCurrentTimeMillis()
@@ -82,7 +167,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
         const attemptTimeoutMs = toMillis(p.attemptTimeout, Infinity)
         const hedgeDelay = p.hedge === undefined ? undefined : Duration.decode(p.hedge.delay)
         const hints: Hints = p.hints ?? {}
-        budget = RetryBudget.deposit(budget, start, settings)
+        cell.budget = RetryBudget.deposit(cell.budget, start, settings)
         yield* Metric.increment(requests)
 
         const attempts: Array<Attempt> = []
@@ -94,10 +179,15 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
         let scheduleState = backoff.initial
         let lastError: Failure | undefined
         let retryAt: number | undefined
-        let lastEndpoint: Endpoint | undefined
+        // the attempt that failed last (in time), with its endpoint: with a hedge in flight
+        // the two attempts of a round can fail in either order
+        let lastFailure: { readonly error: ProviderError; readonly endpoint: Endpoint } | undefined
         const stop = (reason: RoutingFailed["reason"]) =>
           Effect.zipRight(
-            Metric.increment(failedCalls),
+            Effect.zipRight(
+              Metric.increment(failedCalls),
+              Effect.annotateCurrentSpan({ "llm.attempts": attempts.length, "llm.outcome": reason })
+            ),
             Effect.fail(new RoutingFailed({ reason, lastError, attempts: attempts.slice(), retryAt }))
           )
 
@@ -106,7 +196,6 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
           balancer.use((endpoint) =>
             Effect.suspend(() => {
               const startedAt = clock.unsafeCurrentTimeMillis()
-              lastEndpoint = endpoint
               if (!tried.includes(endpoint.name)) tried.push(endpoint.name)
               const tier = p.tiers?.[endpoint.priority]
               perTier.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
@@ -137,13 +226,19 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
                     ),
                     Metric.update(Metric.tagged(attemptLatency, "endpoint", endpoint.name), latencyMs),
                     Effect.annotateCurrentSpan("llm.outcome", outcome),
-                    balancer.publish(
+                    balancer.reportAttempt(
                       Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
                     )
                   ], { discard: true })
                 })
-              return timed.pipe(
-                Effect.tapBoth({ onFailure: (e) => record(e._tag), onSuccess: () => record("Success") }),
+              return Effect.zipRight(hedge ? Metric.increment(hedges) : Effect.void, timed).pipe(
+                Effect.tapBoth({
+                  onFailure: (e) => {
+                    lastFailure = { error: e, endpoint }
+                    return record(e._tag)
+                  },
+                  onSuccess: () => record("Success")
+                }),
                 Effect.onInterrupt(() => record("Cancelled")),
                 Effect.map((value) => [value, endpoint] as const),
                 Effect.withSpan("effect-llm-balancer.attempt", {
@@ -184,21 +279,23 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
                 exclude: [...(attemptHints.exclude ?? []), ...tried],
                 wait: undefined
               }
-              return Effect.zipRight(
-                Metric.increment(hedges),
-                Effect.catchTag(attemptOn(untried, n, true), "NoEndpointAvailable", () => alone)
-              )
+              return Effect.catchTag(attemptOn(untried, n, true), "NoEndpointAvailable", () => {
+                // no other endpoint: the retry was not spent
+                refund()
+                return alone
+              })
             }))
             return yield* Effect.race(primary, twin).pipe(
               Effect.catchAllCause((cause) => {
-                // both failed: report the last real error
-                const errors = Cause.failures(cause)
-                const real = Array.from(errors).filter((e): e is Failure => !(e instanceof PrimaryFailedFirst))
-                // (the marker only comes with the primary's own error, so `real` is empty only for
-                // defects and interruptions, which pass through)
-                return real.length > 0
-                  ? Effect.fail(real[real.length - 1])
-                  : Effect.failCause(cause as Cause.Cause<Failure>)
+                // both failed: report the one that failed last (the marker only comes with the
+                // primary's own failure, so without a real error this is a defect or an
+                // interruption, which passes through)
+                const real = Array.from(Cause.failures(cause)).filter((e): e is Failure =>
+                  !(e instanceof PrimaryFailedFirst)
+                )
+                if (real.length === 0) return Effect.failCause(cause as Cause.Cause<Failure>)
+                const last = lastFailure !== undefined && real.includes(lastFailure.error) ? lastFailure.error : real[0]
+                return Effect.fail(last)
               })
             )
           })
@@ -233,15 +330,27 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
           if (Either.isLeft(outcome) && outcome.left._tag === "NoEndpointAvailable" && tried.length > 0) {
             // every routable endpoint was tried: back off, then any endpoint again
             const [state, , decision] = yield* backoff.step(now, lastError, scheduleState)
-            if (ScheduleDecision.isDone(decision)) return yield* stop("attempts-exhausted")
+            // a stop here makes no attempt: the retry taken for it is given back
+            if (ScheduleDecision.isDone(decision)) {
+              if (n > 1) refund()
+              return yield* stop("attempts-exhausted")
+            }
             scheduleState = state
             const delay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
-            if (now + delay >= deadline) return yield* stop("deadline")
+            if (now + delay >= deadline) {
+              if (n > 1) refund()
+              return yield* stop("deadline")
+            }
             if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
             outcome = yield* Effect.either(round({ ...hints, exclude, minContextWindow, wait: undefined }, n))
           }
           if (Either.isRight(outcome)) {
             const [value, endpoint] = outcome.right
+            yield* Effect.annotateCurrentSpan({
+              "llm.endpoint": endpoint.name,
+              "llm.attempts": attempts.length,
+              "llm.outcome": "Success"
+            })
             return { value, endpoint, attempts: attempts.slice() }
           }
           const error = outcome.left
@@ -254,7 +363,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, never, Bal
           lastError = error
           if (error._tag === "ContextLengthExceeded") {
             // only a larger window can help
-            minContextWindow = Math.max(minContextWindow ?? 0, (lastEndpoint?.contextWindow ?? 0) + 1)
+            minContextWindow = Math.max(minContextWindow ?? 0, (lastFailure?.endpoint.contextWindow ?? 0) + 1)
             continue
           }
           if (!error.retryable) return yield* stop("not-retryable")

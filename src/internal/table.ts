@@ -160,7 +160,7 @@ const leastBad = (table: Table, request: Request, now: number): number => {
   for (let i = 0; i < table.entries.length; i++) {
     const entry = table.entries[i]
     if (filteredOut(entry, request) !== undefined || EndpointState.admission(entry, now) !== "unhealthy") continue
-    const until = EndpointState.availableAt(entry) ?? Infinity
+    const until = EndpointState.availableAt(entry, now) ?? Infinity
     if (until < bestUntil) {
       best = i
       bestUntil = until
@@ -180,7 +180,7 @@ const reject = (table: Table, request: Request, now: number): AcquireResult => {
       continue
     }
     const admission = EndpointState.admission(entry, now)
-    const until = EndpointState.availableAt(entry)
+    const until = EndpointState.availableAt(entry, now)
     if (until !== undefined && (retryAt === undefined || until < retryAt)) retryAt = until
     passedOver.push(
       until !== undefined
