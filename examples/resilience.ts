@@ -1,6 +1,6 @@
 /**
- * Resilience: provider errors, failover with `Router.execute`, rate limits and quota
- * groups, deadlines, hedging, per-tier limits, `RoutingFailed`, the retry budget, the
+ * Resilience: provider errors, failover with `Router.execute`, rate limits, reading
+ * Retry-After headers, quota groups, deadlines, hedging, per-tier limits, `RoutingFailed`, the retry budget, the
  * circuit's growing open periods and slow start, panic routing, events and metrics.
  *
  * The "providers" are scripted: each endpoint answers with a value or a `ProviderError`.
@@ -12,6 +12,7 @@
  * docs/resilience.md quotes trimmed copies of the sections below.
  */
 import {
+  Clock,
   Console,
   Duration,
   Effect,
@@ -25,7 +26,7 @@ import {
   TestContext
 } from "effect"
 import type { Endpoint, Event, Health } from "effect-llm-balancer"
-import { Balancer, Errors, Router } from "effect-llm-balancer"
+import { Balancer, Errors, RateLimit, Router } from "effect-llm-balancer"
 
 // --- helpers: a scripted provider, and printing -----------------------------------------
 
@@ -176,6 +177,51 @@ const rateLimited = Effect.gen(function*() {
   yield* TestClock.adjust(Duration.millis(openai.until ?? 0))
   yield* Console.log(`  at ${t(openai.until ?? 0)}: ${yield* status}`)
 }).pipe(Effect.scoped, Effect.provide(RouterLayer))
+
+// --- reading Retry-After: from a 429's headers to RateLimited({ retryAfter }) --------------
+
+const retryAfterHeaders = Effect.gen(function*() {
+  yield* TestClock.setTime(Date.parse("2026-11-22T10:00:00Z")) // for the dates below
+  const now = yield* Clock.currentTimeMillis
+  const answers: ReadonlyArray<readonly [string, RateLimit.Headers]> = [
+    ["retry-after-ms first", { "retry-after-ms": "1500", "retry-after": "2" }],
+    ["retry-after in seconds", { "Retry-After": "20" }],
+    ["retry-after as an HTTP date", { "retry-after": "Sun, 22 Nov 2026 10:00:30 GMT" }],
+    ["OpenAI, requests ran out", {
+      "x-ratelimit-remaining-requests": "0",
+      "x-ratelimit-reset-requests": "1s",
+      "x-ratelimit-remaining-tokens": "149984",
+      "x-ratelimit-reset-tokens": "6m0s"
+    }],
+    ["Anthropic, none says 0", {
+      "anthropic-ratelimit-requests-reset": "2026-11-22T10:00:12Z",
+      "anthropic-ratelimit-tokens-reset": "2026-11-22T10:00:45Z"
+    }],
+    ["nothing readable", { "retry-after": "soon" }]
+  ]
+  for (const [title, headers] of answers) {
+    const wait = RateLimit.retryAfter(headers, now)
+    yield* Console.log(
+      `${title.padEnd(28)} ${wait === undefined ? "undefined: rateLimitCooldown applies" : Duration.format(wait)}`
+    )
+  }
+
+  // in a provider implementation: a 429 becomes RateLimited, with the wait its headers ask for;
+  // the balancer rests the endpoint that long, times 1 to 1.5
+  const response = { status: 429, headers: { "retry-after": "20" } }
+  const call = (endpoint: Endpoint.Endpoint) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.fail(
+        new Errors.RateLimited({
+          endpoint: endpoint.name,
+          status: response.status,
+          retryAfter: RateLimit.retryAfter(response.headers, now)
+        })
+      ))
+  const error = yield* Effect.flip(Balancer.use(call))
+  const [openai] = yield* Balancer.stats
+  yield* Console.log(`${error.message}; resting ${((openai.cooldownUntil ?? now) - now) / 1000} s`)
+}).pipe(Effect.provide(Balancer.layer({ endpoints: endpoints("openai") })))
 
 // --- a refused key ------------------------------------------------------------------------
 
@@ -490,6 +536,7 @@ Effect.runPromise(Effect.all([
   section("failover", failover),
   section("back-off", backoff),
   section("a 429 with Retry-After", rateLimited),
+  section("reading Retry-After", retryAfterHeaders),
   section("a refused key", refusedKey),
   section("a quota group", quotaGroup),
   section("a larger context window", contextWindow),

@@ -5,7 +5,7 @@
  *
  * docs/strategies.md quotes trimmed copies of the sections below.
  */
-import { Config, ConfigProvider, Console, Effect, Random } from "effect"
+import { Config, ConfigProvider, Console, Effect, Random, TestClock, TestContext } from "effect"
 import type { Endpoint } from "effect-llm-balancer"
 import { Balancer, Outcome, Strategy } from "effect-llm-balancer"
 
@@ -90,20 +90,6 @@ const cheapest = Strategy.make({
   }
 })
 
-// Power of two choices: draw two candidates at random, take the less loaded one.
-// `random` draws from the balancer's generator, seeded from Effect's `Random` when the
-// balancer is built, so a balancer built under a seeded `Random` repeats exactly.
-const powerOfTwoChoices = Strategy.make({
-  name: "power-of-two-choices",
-  initial: undefined,
-  select: (candidates, state, { random }) => {
-    const i = Math.floor(random() * candidates.length)
-    const j = Math.floor(random() * candidates.length)
-    const load = (k: number) => candidates[k].active / candidates[k].endpoint.weight
-    return [load(j) < load(i) ? j : i, state]
-  }
-})
-
 // A custom strategy has no name in configuration files; put it into the configuration
 // that `BalancerLive` reads (the prefix names bad fields by their full path).
 const CheapestFromConfig = Balancer.layerConfig(
@@ -117,6 +103,42 @@ const fromConfig = Effect.gen(function*() {
 }).pipe(
   Effect.provide(CheapestFromConfig),
   Effect.withConfigProvider(ConfigProvider.fromJson({ balancer: { endpoints } }))
+)
+
+// --- power of two: traffic leaves a slow endpoint, and comes back -----------------------
+
+const brownout = Effect.gen(function*() {
+  let slowMs = 100
+  // one call every 100 ms (on TestClock), released with its latency: "slow" takes slowMs
+  const calls = (n: number) =>
+    Effect.gen(function*() {
+      const names: Array<string> = []
+      for (let i = 0; i < n; i++) {
+        const lease = yield* Balancer.acquire()
+        const name = lease.endpoint.name
+        yield* Balancer.release(lease, Outcome.success({ latency: name === "slow" ? slowMs : 100 }))
+        yield* TestClock.adjust("100 millis")
+        names.push(name)
+      }
+      return names
+    })
+  const report = (title: string, names: ReadonlyArray<string>) => {
+    const count = (name: string) => String(names.filter((n) => n === name).length).padStart(3)
+    return Console.log(`${title.padEnd(28)} a ${count("a")}  b ${count("b")}  slow ${count("slow")}`)
+  }
+
+  yield* report("t=0-10s   all take 100 ms", yield* calls(100))
+  slowMs = 2_000 // its first slow answer makes "slow" expensive at once
+  for (let t = 10; t < 30; t += 10) yield* report(`t=${t}-${t + 10}s  slow takes 2 s`, yield* calls(100))
+  slowMs = 100 // idle, its estimate decays: it is tried again, and it is fast
+  for (let t = 30; t < 90; t += 10) yield* report(`t=${t}-${t + 10}s  slow is fast`, yield* calls(100))
+}).pipe(
+  Effect.provide(Balancer.layer({
+    endpoints: ["a", "b", "slow"].map((name) => ({ name, provider: "openai", model: "gpt-4o-mini" })),
+    strategy: Strategy.powerOfTwo
+  })),
+  Effect.provide(TestContext.TestContext), // the balancer is built on TestClock
+  Effect.withRandom(Random.make(42))
 )
 
 // --- eligibility comes before the strategy --------------------------------------------
@@ -153,15 +175,20 @@ const main = Effect.gen(function*() {
   yield* show(Strategy.weightedRandom, sequential(1000), 42)
   // one call at a time: nobody has a call in flight, so the ties go round robin
   yield* show(Strategy.leastConnections, sequential(1000))
+  // built on TestClock, so that every call takes 0 ms: equal latencies, the weighted draws decide
+  yield* Effect.provide(show(Strategy.powerOfTwo, sequential(1000), 42), TestContext.TestContext)
   yield* show(cheapest, sequential(1000))
-  yield* show(powerOfTwoChoices, sequential(1000), 42)
   yield* fromConfig
 
   yield* Console.log("\n== 14 calls in flight at once")
   yield* show(Strategy.roundRobin, concurrent(14))
   yield* show(Strategy.leastConnections, concurrent(14))
+  // nothing measured yet: the fewer calls in flight wins; weight only biases the draws
+  yield* show(Strategy.powerOfTwo, concurrent(14), 7)
   yield* show(cheapest, concurrent(14))
-  yield* show(powerOfTwoChoices, concurrent(14), 7)
+
+  yield* Console.log("\n== power-of-two, one call every 100 ms: calls per 10 s")
+  yield* brownout
 
   yield* Console.log("\n== eligibility comes first")
   yield* eligibility
