@@ -296,6 +296,13 @@ export const onFailure = (
   }
   next.consecutiveFailures = state.consecutiveFailures + 1
   next.recent = Health.record(state.recent, now, state.policy.windowMs, true, latencyMs)
+  // a slow failure (a timeout, say) is slowness too; a fast one is left to the circuit breaker
+  if (
+    latencyMs !== undefined && state.latency !== undefined &&
+    latencyMs > Health.latencyAt(state.latency, now, state.policy.latencyDecayMs)
+  ) {
+    next.latency = { ms: latencyMs, at: now }
+  }
   const p = state.policy
   const open = isCurrentProbe(state.circuit, probe) ||
     (state.circuit._tag === "Closed" &&
@@ -427,13 +434,18 @@ export const markRemoved = (state: EndpointState): EndpointState => {
 
 /**
  * The peak-EWMA latency estimate at `now` (ms), or `undefined` before the first measured
- * success.
+ * call. It decays only while the endpoint is idle.
  *
  * @since 0.1.0
  * @category getters
  */
 export const latencyEstimateMs = (state: EndpointState, now: number): number | undefined =>
-  state.latency === undefined ? undefined : Health.latencyAt(state.latency, now, state.policy.latencyDecayMs)
+  state.latency === undefined
+    ? undefined
+    : state.active > 0
+    // calls in flight have not answered yet: no reason to think the endpoint got faster
+    ? state.latency.ms
+    : Health.latencyAt(state.latency, now, state.policy.latencyDecayMs)
 
 /**
  * The share of its normal traffic the endpoint takes now (see `Health.slowStartFactor`).

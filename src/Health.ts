@@ -351,8 +351,9 @@ export const slowStartFactor = (policy: Resolved, sinceClose: number): number =>
     : 0.1 + 0.9 * Math.max(0, sinceClose) / policy.slowStartMs
 
 /**
- * A peak-EWMA latency estimate (Finagle's): a slow answer raises it at once, faster ones
- * pull it down with weight `1 - exp(-dt / decayMs)`.
+ * A peak-EWMA latency estimate (as Finagle's `p2cPeakEwma` keeps it): an answer slower
+ * than the estimate raises it at once, faster ones pull it down with weight
+ * `1 - exp(-dt / decayMs)`, and it decays toward zero while the endpoint is idle.
  *
  * @since 0.1.0
  * @category models
@@ -372,7 +373,9 @@ export const observeLatency = (
   latencyMs: number,
   decayMs: number
 ): LatencyEstimate => {
-  if (estimate === undefined || latencyMs >= estimate.ms) return { ms: latencyMs, at: now }
+  // compared with the estimate as it stands now, decayed: after a quiet spell a normal
+  // answer takes over at once instead of being averaged with a stale slow one
+  if (estimate === undefined || latencyMs >= latencyAt(estimate, now, decayMs)) return { ms: latencyMs, at: now }
   const w = now <= estimate.at ? 1 : Math.exp((estimate.at - now) / decayMs)
   return { ms: estimate.ms * w + latencyMs * (1 - w), at: now }
 }

@@ -71,6 +71,8 @@ export const parseGoDuration = (text: string): number | undefined => {
 export const parseRetryAfter = (text: string, now: number): number | undefined => {
   const value = text.trim()
   if (/^\d+(\.\d+)?$/.test(value)) return Number(value) * 1000
+  // an HTTP date has a day and month name; anything else (such as "-5") is not one
+  if (!/[a-z]/i.test(value)) return undefined
   const date = Date.parse(value)
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }

@@ -209,14 +209,15 @@ const drawWeighted = (
 }
 
 /**
- * Power of two choices with peak-EWMA latency (Finagle's default balancer): draw two
+ * Power of two choices with peak-EWMA latency (Finagle's `p2cPeakEwma`): draw two
  * candidates at random, weighted by `weight`, and take the one with the lower expected
- * wait, `latency estimate x (calls in flight + 1)`.
+ * wait per unit of capacity, `latency estimate x (calls in flight + 1) / weight`.
  *
  * - The latency estimate is a peak EWMA (see `Health.latencyDecay`): one slow answer
  *   makes an endpoint expensive at once, so traffic leaves a brownout within a few calls;
- *   it decays while the endpoint is idle, so the endpoint is tried again and traffic comes
- *   back once it is fast.
+ *   it decays while the endpoint is idle (not while calls hang on it), so the endpoint is
+ *   tried again and traffic comes back once it is fast. A failure slower than the estimate
+ *   (a timeout) raises it too.
  * - Two random choices instead of the global minimum keep the load spread: a global
  *   "least busy" pick sends every request of a burst to the same endpoint, which is how
  *   routers collapse onto one deployment.
@@ -237,8 +238,8 @@ export const powerOfTwo: Strategy<undefined> = make({
     const latencyA = EndpointStateModule.latencyEstimateMs(candidates[a], now)
     const latencyB = EndpointStateModule.latencyEstimateMs(candidates[b], now)
     const unmeasured = latencyA === undefined || latencyB === undefined ? medianLatency(candidates, now) : 0
-    const costA = (latencyA ?? unmeasured) * (candidates[a].active + 1)
-    const costB = (latencyB ?? unmeasured) * (candidates[b].active + 1)
+    const costA = (latencyA ?? unmeasured) * (candidates[a].active + 1) / candidates[a].endpoint.weight
+    const costB = (latencyB ?? unmeasured) * (candidates[b].active + 1) / candidates[b].endpoint.weight
     // on a tie (both unmeasured and idle, say) the first draw wins, which is itself random
     return [costB < costA ? b : a, state]
   }

@@ -37,6 +37,7 @@ describe("RateLimit.retryAfter", () => {
     expect(RateLimit.retryAfter({}, now)).toBeUndefined()
     expect(RateLimit.retryAfter({ "retry-after": "soon", "x-ratelimit-reset-requests": "later" }, now)).toBeUndefined()
     expect(RateLimit.retryAfter({ "retry-after-ms": "-5" }, now)).toBeUndefined()
+    expect(RateLimit.retryAfter({ "retry-after": "-5" }, now)).toBeUndefined()
   })
 
   it("parses Go durations exactly", () => {

@@ -99,4 +99,34 @@ describe("Strategy.powerOfTwo (peak EWMA)", () => {
     expect(EndpointState.latencyEstimateMs(state, 0)).toBe(250)
     expect(EndpointState.latencyEstimateMs(state, 10_000)).toBeCloseTo(250 * Math.exp(-1), 6)
   })
+
+  it("after a quiet spell a normal answer takes over; hanging calls stop the decay; a slow failure counts", () => {
+    const decay = 10_000
+    const idle = Health.observeLatency(Health.observeLatency(undefined, 0, 2_000, decay), 30_000, 100, decay)
+    expect(idle).toEqual({ ms: 100, at: 30_000 })
+    const a = Either.getOrThrow(Endpoint.decodeEither(endpoint("a")))
+    let state = EndpointState.make(0, a, Health.resolve(Health.defaultPolicy, a), 0)
+    state = EndpointState.onSuccess(EndpointState.onAcquire(state, false), 0, 500, undefined)
+    const busy = EndpointState.onAcquire(state, false)
+    // a call in flight for a minute: the endpoint has not shown it got faster
+    expect(EndpointState.latencyEstimateMs(busy, 60_000)).toBe(500)
+    expect(EndpointState.latencyEstimateMs(state, 60_000)).toBeLessThan(2)
+    const timedOut = EndpointState.onFailure(busy, 60_000, 30_000, undefined)
+    expect(EndpointState.latencyEstimateMs(timedOut, 60_000)).toBe(30_000)
+  })
+
+  it.scoped("weight is capacity: under load a heavier endpoint takes more", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("big", { weight: 5 }), endpoint("small1"), endpoint("small2")],
+        strategy: Strategy.powerOfTwo
+      })
+      for (let i = 0; i < 30; i++) {
+        const lease = yield* b.acquire()
+        yield* b.release(lease, Outcome.success({ latency: 100 }))
+      }
+      const held = yield* Effect.forEach(Array.from({ length: 70 }), () => b.acquire())
+      const big = held.filter((l) => l.endpoint.name === "big").length
+      expect(big / held.length).toBeGreaterThan(0.55)
+    }).pipe(Effect.withRandom(Random.make("p2c weight"))))
 })
