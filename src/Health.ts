@@ -375,9 +375,10 @@ export const observeLatency = (
 ): LatencyEstimate => {
   // compared with the estimate as it stands now, decayed: after a quiet spell a normal
   // answer takes over at once instead of being averaged with a stale slow one
-  if (estimate === undefined || latencyMs >= latencyAt(estimate, now, decayMs)) return { ms: latencyMs, at: now }
+  if (estimate === undefined) return { ms: latencyMs, at: now }
   const w = now <= estimate.at ? 1 : Math.exp((estimate.at - now) / decayMs)
-  return { ms: estimate.ms * w + latencyMs * (1 - w), at: now }
+  const decayed = estimate.ms * w
+  return { ms: latencyMs >= decayed ? latencyMs : decayed + latencyMs * (1 - w), at: now }
 }
 
 /**
