@@ -351,6 +351,8 @@ const reasons = Effect.gen(function*() {
   yield* fail(scripted({ a: down("a"), b: down("b") }), { maxAttempts: 2 })
   // no-endpoint: nothing can take the call (here, no endpoint has the tag)
   yield* fail(scripted({ a: ok("a"), b: ok("b") }), { hints: { tags: ["gpu"] } })
+  // invalid-policy: the call's policy is unusable; `detail` names every bad field
+  yield* fail(scripted({ a: ok("a"), b: ok("b") }), { maxAttempts: 0, tiers: { 1: { maxAttempts: -1 } } })
 }).pipe(Effect.provide(routed({ endpoints: endpoints("a", "b"), strategy: "round-robin" })))
 
 // retry-budget: a router whose budget allows no retry at all
@@ -375,6 +377,12 @@ const comeBack = Effect.gen(function*() {
   const result = yield* Router.execute(call)
   yield* Console.log(`${result.value} | ${showAttempts(result.attempts)}`)
 }).pipe(Effect.provide(routed({ endpoints: endpoints("solo"), health: { maxFailures: 1 } })))
+
+// bad router options: Router.make (and Router.layer) fail with InvalidConfig
+const badOptions = Effect.gen(function*() {
+  const error = yield* Effect.flip(Router.make({ retryBudget: { percent: -1 }, defaults: { maxAttempts: 0 } }))
+  yield* Console.log(error.message)
+}).pipe(Effect.provide(Balancer.layer({ endpoints: endpoints("a") })))
 
 // --- the retry budget in a total outage ---------------------------------------------------
 
@@ -543,7 +551,7 @@ Effect.runPromise(Effect.all([
   section("one deadline", deadline),
   section("hedging", hedging),
   section("limits per tier", tiers),
-  section("RoutingFailed", Effect.all([reasons, overBudget, comeBack], { discard: true })),
+  section("RoutingFailed", Effect.all([reasons, overBudget, comeBack, badOptions], { discard: true })),
   section("the retry budget in a total outage", outage),
   section("open periods grow, then slow start", recovery),
   section("open periods, by the factor or from a Schedule", growth),

@@ -183,7 +183,7 @@ const main = Effect.gen(function*() {
   yield* Console.log("\n== 14 calls in flight at once")
   yield* show(Strategy.roundRobin, concurrent(14))
   yield* show(Strategy.leastConnections, concurrent(14))
-  // nothing measured yet: the fewer calls in flight wins; weight only biases the draws
+  // nothing measured yet: the fewer calls in flight per unit of weight wins
   yield* show(Strategy.powerOfTwo, concurrent(14), 7)
   yield* show(cheapest, concurrent(14))
 
