@@ -14,7 +14,10 @@ export default tseslint.config(
       "no-irregular-whitespace": "off",
       "object-shorthand": "error",
       "prefer-destructuring": "off",
-      "no-restricted-syntax": ["error", { selector: "CallExpression[callee.property.name='push'] > SpreadElement.arguments", message: "Do not use spread arguments in Array.push" }],
+      "no-restricted-syntax": ["error", {
+        selector: "CallExpression[callee.property.name='push'] > SpreadElement.arguments",
+        message: "Do not use spread arguments in Array.push"
+      }],
       "no-unused-vars": "off",
       "@typescript-eslint/array-type": ["warn", { default: "generic", readonly: "generic" }],
       "@typescript-eslint/no-explicit-any": "off",
