@@ -53,8 +53,19 @@ export interface Policy {
    * second one on another endpoint; the first to succeed wins and the other is
    * interrupted (its lease released). A hedge is paid from the retry budget; without
    * budget, or without another endpoint, the attempt simply goes on alone.
+   *
+   * `delay: "p95"` waits for the 95th percentile of the endpoint's last 128 successful
+   * attempts through this router (at least `minDelay`); until `minSamples` (default 20)
+   * were seen, the endpoint's attempts are not hedged.
    */
-  readonly hedge?: { readonly delay: Duration.DurationInput } | undefined
+  readonly hedge?:
+    | { readonly delay: Duration.DurationInput }
+    | {
+      readonly delay: "p95"
+      readonly minDelay?: Duration.DurationInput | undefined
+      readonly minSamples?: number | undefined
+    }
+    | undefined
   /**
    * Limits per fallback tier (an endpoint's `priority`): at most `maxAttempts` attempts on
    * the tier's endpoints (then only other tiers are tried) and `attemptTimeout` for each.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
   Chunk,
+  Clock,
   Context,
   Duration,
   Effect,
@@ -279,6 +280,48 @@ describe("hedging", () => {
       yield* TestClock.adjust("1 millis")
       const error = yield* Effect.flip(Fiber.join(fiber))
       expect(error.attempts.map((a) => [a.hedge, a.startedAt])).toEqual([[false, 0], [false, 0]])
+    }))
+})
+
+describe("hedging at p95", () => {
+  it.scoped("waits for the endpoint's p95 of recent successful attempts; no hedge before enough samples", () =>
+    Effect.gen(function*() {
+      const { context } = yield* setup({ endpoints: [endpoint("a"), endpoint("b")], strategy: "round-robin" })
+      let n = 0
+      let stall = false
+      // a answers in 100..139 ms, b in 50 ms; a stalls when asked
+      const call = (e: Endpoint.Endpoint): Effect.Effect<string> =>
+        e.name === "a"
+          ? (stall ? Effect.as(Effect.sleep("10 seconds"), "a late") : Effect.as(Effect.sleep(100 + (n++ % 40)), "a"))
+          : Effect.as(Effect.sleep("50 millis"), "b")
+      const policy: Router.Policy = { hedge: { delay: "p95", minSamples: 20 } }
+      // before 20 samples a stalled a is not hedged
+      stall = true
+      const early = yield* Effect.fork(run(context, Router.execute(call, policy)))
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* Fiber.join(early)).attempts.map((x) => x.hedge)).toEqual([false])
+      stall = false
+      for (let i = 0; i < 81; i++) {
+        const f = yield* Effect.fork(run(context, Router.execute(call, policy)))
+        yield* TestClock.adjust("200 millis")
+        yield* Fiber.join(f)
+      }
+      stall = true
+      // the next round robin pick is a: it stalls, and its twin starts at a's p95
+      const start = yield* Clock.currentTimeMillis
+      const hedged = yield* Effect.fork(run(context, Router.execute(call, policy)))
+      yield* TestClock.adjust("1 second")
+      const result = yield* Fiber.join(hedged)
+      expect(result.value).toBe("b")
+      expect(result.attempts.map((x) => [x.endpoint, x.hedge, x.outcome])).toEqual([
+        ["b", true, "Success"],
+        ["a", false, "Cancelled"]
+      ])
+      // the twin started at a's p95: 137 or 138 ms depending on whether the early 10 s answer
+      // is in a's window; far from both the fast answers (100 ms) and the stall (10 s)
+      const twinStart = result.attempts[0].startedAt - start
+      expect(twinStart).toBeGreaterThanOrEqual(137)
+      expect(twinStart).toBeLessThanOrEqual(138)
     }))
 })
 

@@ -5,6 +5,7 @@ import {
   Duration,
   Effect,
   Either,
+  Exit,
   Metric,
   MetricBoundaries,
   ScheduleDecision,
@@ -19,6 +20,7 @@ import type { ConfigIssue } from "../Errors.js"
 import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
+import * as LatencyWindow from "./latencyWindow.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 
@@ -71,7 +73,9 @@ export const policyProblems = (p: Policy): ReadonlyArray<string> => {
     countProblem("maxAttempts", p.maxAttempts, 1),
     durationProblem("timeout", p.timeout),
     durationProblem("attemptTimeout", p.attemptTimeout),
-    durationProblem("hedge.delay", p.hedge?.delay),
+    p.hedge?.delay === "p95" ? undefined : durationProblem("hedge.delay", p.hedge?.delay),
+    p.hedge?.delay === "p95" ? durationProblem("hedge.minDelay", p.hedge.minDelay) : undefined,
+    p.hedge?.delay === "p95" ? countProblem("hedge.minSamples", p.hedge.minSamples, 1) : undefined,
     durationProblem("hints.wait", p.hints?.wait)
   ]
   for (const [tier, limits] of Object.entries(p.tiers ?? {})) {
@@ -134,6 +138,8 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
     }
     const cell = shared
     const defaults: Policy = options?.defaults ?? {}
+    // each endpoint's recent successful attempt latencies, for hedging at p95
+    const latencies = new Map<string, LatencyWindow.LatencyWindow>()
     const withdraw = () => {
       const [allowed, next] = RetryBudget.withdraw(cell.budget, clock.unsafeCurrentTimeMillis(), settings)
       cell.budget = next
@@ -165,7 +171,16 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         const start = clock.unsafeCurrentTimeMillis()
         const deadline = start + toMillis(p.timeout, Infinity)
         const attemptTimeoutMs = toMillis(p.attemptTimeout, Infinity)
-        const hedgeDelay = p.hedge === undefined ? undefined : Duration.decode(p.hedge.delay)
+        const hedge = p.hedge
+        /** How long the twin waits for an attempt on `endpoint`; `undefined`: no hedge for it. */
+        const hedgeDelayFor = (endpoint: Endpoint): Duration.Duration | undefined => {
+          if (hedge === undefined) return undefined
+          if (hedge.delay !== "p95") return Duration.decode(hedge.delay)
+          const window = latencies.get(endpoint.name)
+          if (window === undefined || window.count < (hedge.minSamples ?? 20)) return undefined
+          const p95 = LatencyWindow.quantile(window, 0.95) ?? 0
+          return Duration.millis(Math.max(p95, toMillis(hedge.minDelay, 0)))
+        }
         const hints: Hints = p.hints ?? {}
         cell.budget = RetryBudget.deposit(cell.budget, start, settings)
         yield* Metric.increment(requests)
@@ -192,10 +207,16 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           )
 
         /** One attempt on an endpoint the balancer picks under `attemptHints`. */
-        const attemptOn = (attemptHints: Hints, n: number, hedge: boolean) =>
+        const attemptOn = (
+          attemptHints: Hints,
+          n: number,
+          hedge: boolean,
+          onStart?: (endpoint: Endpoint) => void
+        ) =>
           balancer.use((endpoint) =>
             Effect.suspend(() => {
               const startedAt = clock.unsafeCurrentTimeMillis()
+              onStart?.(endpoint)
               if (!tried.includes(endpoint.name)) tried.push(endpoint.name)
               const tier = p.tiers?.[endpoint.priority]
               perTier.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
@@ -237,7 +258,15 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                     lastFailure = { error: e, endpoint }
                     return record(e._tag)
                   },
-                  onSuccess: () => record("Success")
+                  onSuccess: () => {
+                    let window = latencies.get(endpoint.name)
+                    if (window === undefined) {
+                      window = LatencyWindow.make()
+                      latencies.set(endpoint.name, window)
+                    }
+                    LatencyWindow.add(window, clock.unsafeCurrentTimeMillis() - startedAt)
+                    return record("Success")
+                  }
                 }),
                 Effect.onInterrupt(() => record("Cancelled")),
                 Effect.map((value) => [value, endpoint] as const),
@@ -260,14 +289,25 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         type Answer = Effect.Effect.Success<ReturnType<typeof attemptOn>>
         type Needs = Effect.Effect.Context<ReturnType<typeof attemptOn>>
         const round = (attemptHints: Hints, n: number): Effect.Effect<Answer, Failure, Needs> => {
-          if (hedgeDelay === undefined) return attemptOn(attemptHints, n, false)
+          if (hedge === undefined) return attemptOn(attemptHints, n, false)
           return Effect.gen(function*() {
             const primaryFailed = yield* Deferred.make<void>()
-            const primary = attemptOn(attemptHints, n, false).pipe(
+            // the delay depends on the endpoint the primary got (its p95), known once it starts
+            const started = yield* Deferred.make<Endpoint>()
+            const primary = attemptOn(
+              attemptHints,
+              n,
+              false,
+              (endpoint) => Deferred.unsafeDone(started, Exit.succeed(endpoint))
+            ).pipe(
               Effect.tapError(() => Deferred.succeed(primaryFailed, undefined))
             )
+            const hedgeTimer = Effect.flatMap(Deferred.await(started), (endpoint) => {
+              const delay = hedgeDelayFor(endpoint)
+              return delay === undefined ? Effect.never : Effect.as(Effect.sleep(delay), true)
+            })
             const twin = Effect.raceFirst(
-              Effect.as(Effect.sleep(hedgeDelay), true),
+              hedgeTimer,
               Effect.as(Deferred.await(primaryFailed), false)
             ).pipe(Effect.flatMap((hedge): Effect.Effect<Answer, Failure | PrimaryFailedFirst, Needs> => {
               // without budget or another endpoint the primary goes on alone; if it then fails,
