@@ -77,13 +77,9 @@ export const parseRetryAfter = (text: string, now: number): number | undefined =
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
-const resetOf = (value: string, now: number): number | undefined => {
-  const asDuration = parseGoDuration(value)
-  if (asDuration !== undefined) return asDuration
-  if (/^\d+(\.\d+)?$/.test(value.trim())) return Number(value.trim()) * 1000
-  const date = Date.parse(value.trim())
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
-}
+/** A reset header: a Go duration (OpenAI), or seconds or a date (Anthropic's RFC 3339 times). */
+const resetOf = (value: string, now: number): number | undefined =>
+  parseGoDuration(value) ?? parseRetryAfter(value, now)
 
 const limits = [
   ["x-ratelimit-reset-requests", "x-ratelimit-remaining-requests"],

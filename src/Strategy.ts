@@ -105,6 +105,25 @@ export const roundRobin: Strategy<number> = make({
   }
 })
 
+/** Draws one candidate with probability proportional to weight, leaving out `skip`. */
+const drawWeighted = (
+  candidates: ReadonlyArray<EndpointState>,
+  random: () => number,
+  skip: number
+): number => {
+  let total = 0
+  for (let i = 0; i < candidates.length; i++) if (i !== skip) total += candidates[i].endpoint.weight
+  let r = random() * total
+  let last = -1
+  for (let i = 0; i < candidates.length; i++) {
+    if (i === skip) continue
+    last = i
+    r -= candidates[i].endpoint.weight
+    if (r < 0) return i
+  }
+  return last
+}
+
 /**
  * Picks at random with probability proportional to `weight`, drawing from the balancer's
  * generator (seeded from `Random`).
@@ -115,16 +134,7 @@ export const roundRobin: Strategy<number> = make({
 export const weightedRandom: Strategy<undefined> = make({
   name: "weighted-random",
   initial: undefined,
-  select: (candidates, state, { random }) => {
-    let total = 0
-    for (let i = 0; i < candidates.length; i++) total += candidates[i].endpoint.weight
-    let r = random() * total
-    for (let i = 0; i < candidates.length; i++) {
-      r -= candidates[i].endpoint.weight
-      if (r < 0) return [i, state]
-    }
-    return [candidates.length - 1, state]
-  }
+  select: (candidates, state, { random }) => [drawWeighted(candidates, random, -1), state]
 })
 
 /**
@@ -188,25 +198,6 @@ export const smoothWeightedRoundRobin: Strategy<ReadonlyMap<number, number>> = m
     return [best, next]
   }
 })
-
-/** Draws one candidate with probability proportional to weight, leaving out `skip`. */
-const drawWeighted = (
-  candidates: ReadonlyArray<EndpointState>,
-  random: () => number,
-  skip: number
-): number => {
-  let total = 0
-  for (let i = 0; i < candidates.length; i++) if (i !== skip) total += candidates[i].endpoint.weight
-  let r = random() * total
-  let last = -1
-  for (let i = 0; i < candidates.length; i++) {
-    if (i === skip) continue
-    last = i
-    r -= candidates[i].endpoint.weight
-    if (r < 0) return i
-  }
-  return last
-}
 
 /**
  * Power of two choices with peak-EWMA latency (Finagle's `p2cPeakEwma`): draw two

@@ -1,31 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  Chunk,
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  Layer,
-  Metric,
-  Queue,
-  Random,
-  Schedule,
-  TestClock
-} from "effect"
+import type { Context } from "effect"
+import { Chunk, Clock, Duration, Effect, Exit, Fiber, Metric, Queue, Random, Schedule, TestClock } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Router } from "../src/index.js"
-import { endpoint } from "./helpers.js"
+import { endpoint, makeRouter } from "./helpers.js"
 
-/** A balancer and a router over it, built in the test's scope (so on its TestClock). */
-const setup = (options: Balancer.Options, routerOptions?: Router.Options) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(
-      Router.layer(routerOptions).pipe(Layer.provideMerge(Balancer.layer(options)))
-    ).pipe(Effect.orDie)
-    return { balancer: Context.get(context, Balancer.Balancer), context }
-  })
+const setup = makeRouter
 
 const run = <A, E>(
   context: Context.Context<Router.Router | Balancer.Balancer>,

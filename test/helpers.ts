@@ -1,6 +1,6 @@
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type { Endpoint } from "../src/index.js"
-import { Balancer } from "../src/index.js"
+import { Balancer, Router } from "../src/index.js"
 
 export const endpoint = (name: string, extra: Partial<Endpoint.Input> = {}): Endpoint.Input => ({
   name,
@@ -18,3 +18,15 @@ export const pick = (balancer: Balancer.BalancerService, n: number, hints?: Bala
     Array.from({ length: n }, (_, i) => i),
     () => balancer.use((e) => Effect.succeed(e.name), hints)
   )
+
+/** A balancer and a router over it, built in the test's scope (so on its TestClock). */
+export const makeRouter = (options: Balancer.Options, routerOptions?: Router.Options) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(Router.layer(routerOptions).pipe(Layer.provideMerge(Balancer.layer(options))))
+      .pipe(Effect.orDie)
+    return {
+      balancer: Context.get(context, Balancer.Balancer),
+      router: Context.get(context, Router.Router),
+      context
+    }
+  })

@@ -2,17 +2,12 @@
  * Cases found in review, each a bug that once existed: they keep it from coming back.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Duration, Effect, Fiber, Layer, Schedule, TestClock } from "effect"
+import { Duration, Effect, Fiber, Layer, Schedule, TestClock } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Router } from "../src/index.js"
-import { endpoint } from "./helpers.js"
+import { endpoint, makeRouter } from "./helpers.js"
 
-const setup = (options: Balancer.Options, routerOptions?: Router.Options) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(Router.layer(routerOptions).pipe(Layer.provideMerge(Balancer.layer(options))))
-      .pipe(Effect.orDie)
-    return { balancer: Context.get(context, Balancer.Balancer), router: Context.get(context, Router.Router) }
-  })
+const setup = makeRouter
 
 describe("regressions", () => {
   it.scoped("a cooldown that is over is not reported, so a waiter does not spin on a past retryAt", () =>

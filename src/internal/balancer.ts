@@ -206,13 +206,25 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const refused = (result: Table.AcquireResult & { _tag: "Rejected" }) =>
       Effect.fail(new NoEndpointAvailable({ passedOver: result.passedOver, retryAt: result.retryAt }))
 
-    /** Chooses and reserves in one step, or fails at once. */
-    const acquireNow = (request: Table.Request): Effect.Effect<Lease, NoEndpointAvailable> =>
+    /**
+     * One attempt to choose and reserve, in one step; what to do when nothing can serve is
+     * `onRefused`'s call (fail at once, or wait).
+     */
+    const attempt = (
+      request: Table.Request,
+      onRefused: (
+        result: Table.AcquireResult & { _tag: "Rejected" },
+        now: number
+      ) => Effect.Effect<Lease, NoEndpointAvailable>
+    ): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.flatten(Ref.modify(ref, (table) => {
         const now = clock.unsafeCurrentTimeMillis()
         const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
-        return [result._tag === "Acquired" ? granted(result, now) : refused(result), next]
+        return [result._tag === "Acquired" ? granted(result, now) : onRefused(result, now), next]
       }))
+
+    /** Chooses and reserves, or fails at once. */
+    const acquireNow = (request: Table.Request) => attempt(request, refused)
 
     /**
      * Tries, and while nothing can serve waits (interruptibly, through `restore`) until
@@ -230,16 +242,14 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         const key = `${request.tags?.join("\u0000") ?? ""}\u0001${request.exclude?.join("\u0000") ?? ""}\u0001${
           request.minContextWindow ?? ""
         }`
-        const loop: Effect.Effect<Lease, NoEndpointAvailable> = Effect.flatten(Ref.modify(ref, (table) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
-          if (result._tag === "Acquired") return [granted(result, now), next]
-          if (now >= deadline) return [refused(result), next]
+        const loop: Effect.Effect<Lease, NoEndpointAvailable> = attempt(request, (result, now) => {
+          if (now >= deadline) return refused(result)
+          // registered in this same synchronous step, so no release can slip in between
           const seen = freed
           const wakeAt = result.retryAt !== undefined && result.retryAt < deadline ? result.retryAt : deadline
           const waiting = waiters.wait(key, () => freed !== seen, Duration.millis(Math.max(0, wakeAt - now)))
-          return [Effect.zipRight(restore(waiting), Effect.suspend(() => loop)), next]
-        }))
+          return Effect.zipRight(restore(waiting), Effect.suspend(() => loop))
+        })
         return loop
       })
 
