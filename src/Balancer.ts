@@ -68,6 +68,21 @@ export interface Hints {
    */
   readonly minContextWindow?: number | undefined
   /**
+   * Only endpoints of this model group (`Endpoint.group`, or its `model` when it has no
+   * group): equivalent deployments of one logical model.
+   */
+  readonly group?: string | undefined
+  /**
+   * The request's estimated input tokens. It is counted against tokens-per-minute limits
+   * when the call is admitted (with `outputTokens`), replaced by the reported usage when
+   * it ends, and prices the request for the cost strategy and budgets. Without an
+   * estimate, tokens are counted from the reported usage only, so a burst can overshoot a
+   * tokens-per-minute limit by the calls in flight.
+   */
+  readonly inputTokens?: number | undefined
+  /** The request's estimated output tokens (its `max_tokens`, or a typical answer's length). */
+  readonly outputTokens?: number | undefined
+  /**
    * Wait up to this long for a slot to free up or an endpoint to recover instead of
    * failing at once. The wait needs no polling: it wakes when a call ends or at the
    * time the earliest open circuit admits a probe.
@@ -112,6 +127,69 @@ export interface EndpointStats {
   readonly trafficShare: number
   readonly weight: number
   readonly priority: number
+  /** The model group it serves. */
+  readonly group: string
+  /** Percentiles of the latencies of its last 256 successful calls (time to first token when streamed). */
+  readonly latencyP50Ms: number | null
+  readonly latencyP95Ms: number | null
+  readonly latencyP99Ms: number | null
+  /** The peak-EWMA latency estimate `powerOfTwo` ranks by. */
+  readonly latencyEstimateMs: number | null
+  /** Average time to first token of streamed calls. */
+  readonly avgTimeToFirstTokenMs: number | null
+  /** Output tokens per second after the first token (an EWMA). */
+  readonly tokensPerSecond: number | null
+  /** Tokens reported by successful calls, lifetime. */
+  readonly inputTokens: number
+  readonly outputTokens: number
+  /** The share of its limits left for one more request, 0 to 1 (1 without limits). */
+  readonly headroom: number
+  /** Counts in its sliding windows, when it has the matching limit. */
+  readonly requestsLastMinute: number | null
+  readonly tokensLastMinute: number | null
+  readonly requestsLastDay: number | null
+  /** Spend over its lifetime, from reported usage and its `cost`. */
+  readonly spent: number
+  /** Its own budget: the limit, what it spent this period, and when the period ends (epoch ms). */
+  readonly budget: { readonly limit: number; readonly spent: number; readonly periodEnd: number } | null
+}
+
+/**
+ * What the balancer as a whole has done: its strategy, its spend, its budget, and per
+ * experiment arm (see `Strategy.experiment`) how the picks went. Plain JSON.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Summary {
+  readonly strategy: string
+  /** Spend of all endpoints over their lifetime. */
+  readonly spent: number
+  readonly budget: {
+    readonly limit: number
+    readonly spent: number
+    readonly softLimit: number
+    readonly periodStart: number
+    readonly periodEnd: number
+  } | null
+  readonly arms: ReadonlyArray<ArmStats>
+}
+
+/**
+ * One arm of a strategy experiment: the calls whose endpoint it chose.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ArmStats {
+  readonly arm: string
+  readonly picks: number
+  readonly successes: number
+  readonly failures: number
+  readonly cancelled: number
+  /** Average latency of its successful calls (time to first token when streamed). */
+  readonly avgLatencyMs: number | null
+  readonly spent: number
 }
 
 /**
@@ -148,6 +226,8 @@ export interface BalancerService {
   /** The endpoints that are routable now (healthy or degraded). */
   readonly healthyEndpoints: Effect.Effect<ReadonlyArray<Endpoint.Endpoint>>
   readonly stats: Effect.Effect<ReadonlyArray<EndpointStats>>
+  /** The balancer's spend, budget and experiment arms. */
+  readonly summary: Effect.Effect<Summary>
   /**
    * Changes from the moment the stream starts running; a consumer that falls more than
    * 1,024 events behind loses the oldest.
@@ -181,7 +261,11 @@ export class Balancer extends Context.Tag("effect-llm-balancer/Balancer")<Balanc
  */
 export interface Options {
   readonly endpoints: Iterable<Endpoint.Input | Endpoint.Endpoint>
-  /** A strategy value or a built-in's name. Default: `Strategy.leastConnections`. */
+  /**
+   * A strategy value or a built-in's name. Default: `Strategy.powerOfTwo`, which spreads
+   * load like least-connections but also moves it away from slow endpoints within a few
+   * calls and never herds a burst onto one endpoint (see the strategies guide).
+   */
   readonly strategy?: Strategy.Strategy | Strategy.BuiltInName | undefined
   /** Overrides of `Health.defaultPolicy`. */
   readonly health?: Health.PolicyInput | undefined
@@ -193,6 +277,12 @@ export interface Options {
    * when a likely failure is still better than a certain one.
    */
   readonly panic?: boolean | undefined
+  /**
+   * A spend cap for the whole balancer. Past its `softLimit` the cheapest candidates for
+   * each request are preferred; at its `limit`, endpoints with prices take no calls until
+   * the period rolls over (endpoints priced at 0 still do).
+   */
+  readonly budget?: Endpoint.Budget | typeof Endpoint.Budget.Encoded | undefined
 }
 
 /**
@@ -286,6 +376,12 @@ export const stats: Effect.Effect<ReadonlyArray<EndpointStats>, never, Balancer>
   Balancer,
   (b) => b.stats
 )
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const summary: Effect.Effect<Summary, never, Balancer> = Effect.flatMap(Balancer, (b) => b.summary)
 
 /**
  * @since 0.1.0

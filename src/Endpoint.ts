@@ -8,12 +8,12 @@
  * @since 0.1.0
  */
 import type { Either } from "effect"
-import { Effect, Option, ParseResult, Redacted, Schema } from "effect"
+import { Duration, Effect, Option, ParseResult, Redacted, Schema } from "effect"
 import type { InvalidConfig } from "./Errors.js"
 import * as config from "./internal/config.js"
 import * as schemas from "./internal/schemas.js"
 
-const { NonEmpty, NonEmptyName, NonNegativeFinite, NonNegativeInt, PositiveFinite, PositiveInt } = schemas
+const { NonEmpty, NonEmptyName, NonNegativeFinite, NonNegativeInt, PositiveFinite, PositiveInt, Ratio } = schemas
 
 /**
  * A duration given as a `Duration`, a number of milliseconds, or a string such as
@@ -73,6 +73,33 @@ export const Cost = Schema.Struct({
 }).annotations({ identifier: "Cost" })
 
 /**
+ * A spend cap: at most `limit` (in the currency of `cost`) per `period`. Periods are
+ * aligned to the Unix epoch (a `"1 day"` period runs from midnight UTC to midnight UTC)
+ * and spend is counted from the usage calls report, priced by `cost`. Past `softLimit`
+ * (a share of `limit`) the balancer prefers cheaper endpoints; at `limit`, what the cap
+ * covers stops taking calls until the period rolls over.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Budget = Schema.Struct({
+  limit: PositiveFinite,
+  period: Schema.optionalWith(
+    DurationInput.pipe(
+      Schema.filter((d) => Duration.toMillis(d) > 0 || "must be longer than 0")
+    ),
+    { default: () => Duration.days(1), exact: true }
+  ),
+  softLimit: Schema.optionalWith(Ratio, { default: () => 0.8, exact: true })
+}).annotations({ identifier: "Budget" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Budget = typeof Budget.Type
+
+/**
  * One endpoint. Construct it from plain data with {@link decode} (or pass plain data to
  * `Balancer.layer`, which decodes it); `new Endpoint(...)` validates too but throws.
  *
@@ -104,6 +131,13 @@ export class Endpoint extends Schema.Class<Endpoint>("Endpoint")({
   maxConcurrency: Schema.optionalWith(PositiveInt, { exact: true }),
   limits: Schema.optionalWith(Limits, { exact: true }),
   cost: Schema.optionalWith(Cost, { exact: true }),
+  /** A spend cap for this endpoint alone (the balancer can have one for all of them). */
+  budget: Schema.optionalWith(Budget, { exact: true }),
+  /**
+   * The logical model it serves, which requests name to be routed among equivalents
+   * (`"fast"`, `"gpt-4o-class"`); when absent, the endpoint's group is its `model`.
+   */
+  group: Schema.optionalWith(NonEmpty, { exact: true }),
   /** Input + output tokens the model accepts. */
   contextWindow: Schema.optionalWith(PositiveInt, { exact: true }),
   /**
@@ -153,3 +187,27 @@ export const decodeEither = (input: unknown): Either.Either<Endpoint, InvalidCon
  */
 export const apiKey = (endpoint: Endpoint): Option.Option<Redacted.Redacted<string>> =>
   Option.fromNullable(endpoint.apiKey)
+
+/**
+ * The model group the endpoint serves: its `group`, or else its `model`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const groupOf = (endpoint: Endpoint): string => endpoint.group ?? endpoint.model
+
+/**
+ * What a request is expected to cost on the endpoint, from its estimated tokens and the
+ * endpoint's `cost`: `undefined` when the endpoint has no prices. Without an estimate
+ * (both 0) it is the price of a million input and a million output tokens, which ranks
+ * endpoints the same way for a typical request.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const priceOf = (endpoint: Endpoint, inputTokens: number, outputTokens: number): number | undefined => {
+  const cost = endpoint.cost
+  if (cost === undefined) return undefined
+  if (inputTokens === 0 && outputTokens === 0) return cost.inputPerMillion + cost.outputPerMillion
+  return (inputTokens * cost.inputPerMillion + outputTokens * cost.outputPerMillion) / 1_000_000
+}

@@ -6,9 +6,14 @@
  *
  * @since 0.1.0
  */
+import { Duration } from "effect"
 import type { Endpoint } from "./Endpoint.js"
 import type { PassedOver } from "./Errors.js"
 import * as Health from "./Health.js"
+import * as LatencyWindow from "./internal/latencyWindow.js"
+import * as SlidingWindow from "./internal/slidingWindow.js"
+import type { Usage } from "./Outcome.js"
+import type { Allowance, Remaining } from "./RateLimit.js"
 
 /**
  * @since 0.1.0
@@ -41,8 +46,40 @@ export interface EndpointState {
   readonly openings: number
   /** When the circuit last closed after being open (epoch ms), for slow start; -Infinity if never. */
   readonly closedAt: number
-  /** Peak-EWMA latency of successful calls; `undefined` until the first one reports a latency. */
+  /**
+   * Peak-EWMA latency of successful calls (time to first token for streamed calls);
+   * `undefined` until the first one reports a latency.
+   */
   readonly latency: Health.LatencyEstimate | undefined
+  /**
+   * The latencies (time to first token for streamed calls) of the last 256 successful
+   * calls, for p50/p95/p99. The one mutable part of the state: a recorder appended to by
+   * {@link onSuccess}, shared by every version of the record.
+   */
+  readonly samples: LatencyWindow.LatencyWindow
+  /** Requests in the last minute, when the endpoint has an `rpm` limit. */
+  readonly requestWindow: SlidingWindow.SlidingWindow | undefined
+  /** Tokens in the last minute (estimated, corrected by usage), when it has a `tpm` limit. */
+  readonly tokenWindow: SlidingWindow.SlidingWindow | undefined
+  /** Requests in the last day, when it has an `rpd` limit. */
+  readonly dayWindow: SlidingWindow.SlidingWindow | undefined
+  /** What the provider last said is left of its request limit, less the calls since. */
+  readonly providerRequests: Allowance | undefined
+  /** What the provider last said is left of its token limit, less the estimates since. */
+  readonly providerTokens: Allowance | undefined
+  /** Tokens reported by successful calls, over the endpoint's lifetime. */
+  readonly inputTokens: number
+  readonly outputTokens: number
+  /** Spend over the endpoint's lifetime (reported usage x `cost`). */
+  readonly spent: number
+  /** Spend in the budget period that started at `periodStart` (epoch ms). */
+  readonly periodSpent: number
+  readonly periodStart: number
+  /** Sum of the times to first token of the streamed calls that reported one, and their count. */
+  readonly ttftTotalMs: number
+  readonly ttftCount: number
+  /** An EWMA of output tokens per second after the first token; `undefined` before a measure. */
+  readonly tokensPerSecond: number | undefined
 }
 
 /**
@@ -67,7 +104,21 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   rateLimited: 0,
   openings: 0,
   closedAt: -Infinity,
-  latency: undefined
+  latency: undefined,
+  samples: LatencyWindow.make(),
+  requestWindow: endpoint.limits?.rpm === undefined ? undefined : SlidingWindow.make(endpoint.limits.rpm, 60_000),
+  tokenWindow: endpoint.limits?.tpm === undefined ? undefined : SlidingWindow.make(endpoint.limits.tpm, 60_000),
+  dayWindow: endpoint.limits?.rpd === undefined ? undefined : SlidingWindow.make(endpoint.limits.rpd, 86_400_000),
+  providerRequests: undefined,
+  providerTokens: undefined,
+  inputTokens: 0,
+  outputTokens: 0,
+  spent: 0,
+  periodSpent: 0,
+  periodStart: 0,
+  ttftTotalMs: 0,
+  ttftCount: 0,
+  tokensPerSecond: undefined
 })
 
 type Mutable = { -readonly [K in keyof EndpointState]: EndpointState[K] }
@@ -95,7 +146,21 @@ const clone = (s: EndpointState): Mutable => ({
   rateLimited: s.rateLimited,
   openings: s.openings,
   closedAt: s.closedAt,
-  latency: s.latency
+  latency: s.latency,
+  samples: s.samples,
+  requestWindow: s.requestWindow,
+  tokenWindow: s.tokenWindow,
+  dayWindow: s.dayWindow,
+  providerRequests: s.providerRequests,
+  providerTokens: s.providerTokens,
+  inputTokens: s.inputTokens,
+  outputTokens: s.outputTokens,
+  spent: s.spent,
+  periodSpent: s.periodSpent,
+  periodStart: s.periodStart,
+  ttftTotalMs: s.ttftTotalMs,
+  ttftCount: s.ttftCount,
+  tokensPerSecond: s.tokensPerSecond
 })
 
 /**
@@ -111,7 +176,7 @@ export type Admission = "admit" | "probe" | PassedOver["reason"]
  * @since 0.1.0
  * @category getters
  */
-export const admission = (state: EndpointState, now: number): Admission => {
+export const admission = (state: EndpointState, now: number, tokens = 0): Admission => {
   if (state.removed) return "removed"
   if (state.held) return "held-unhealthy"
   if (now < state.cooldownUntil) return "cooling-down"
@@ -129,8 +194,99 @@ export const admission = (state: EndpointState, now: number): Admission => {
     }
   }
   const max = state.endpoint.maxConcurrency
-  return max !== undefined && state.active >= max ? "at-capacity" : result
+  if (max !== undefined && state.active >= max) return "at-capacity"
+  if (state.endpoint.budget !== undefined && overBudget(state, now)) return "over-budget"
+  return hasLimits(state) ? headroomFor(state, now, tokens) ?? result : result
 }
+
+const hasLimits = (state: EndpointState): boolean =>
+  state.requestWindow !== undefined || state.tokenWindow !== undefined || state.dayWindow !== undefined ||
+  state.providerRequests !== undefined || state.providerTokens !== undefined
+
+/** Whether a provider allowance still applies at `now` and has less than `amount` left. */
+const short = (allowance: Allowance | undefined, now: number, amount: number): boolean =>
+  allowance !== undefined && now < allowance.resetAt && allowance.remaining < Math.max(1, amount)
+
+/** `undefined` when one request of `tokens` tokens fits every limit, else why not. */
+const headroomFor = (state: EndpointState, now: number, tokens: number): "no-headroom" | "too-large" | undefined => {
+  const tw = state.tokenWindow
+  if (tw !== undefined && tokens > tw.limit) return "too-large"
+  if (
+    (state.requestWindow !== undefined && !SlidingWindow.fits(state.requestWindow, now, 1)) ||
+    (state.dayWindow !== undefined && !SlidingWindow.fits(state.dayWindow, now, 1)) ||
+    (tw !== undefined && !SlidingWindow.fits(tw, now, tokens)) ||
+    short(state.providerRequests, now, 1) ||
+    (tokens > 0 && short(state.providerTokens, now, tokens))
+  ) return "no-headroom"
+  return undefined
+}
+
+/** When one request of `tokens` tokens fits every limit again (epoch ms). */
+const headroomAt = (state: EndpointState, now: number, tokens: number): number => {
+  let at = now
+  if (state.requestWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(state.requestWindow, now, 1))
+  if (state.dayWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(state.dayWindow, now, 1))
+  if (state.tokenWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(state.tokenWindow, now, tokens))
+  if (short(state.providerRequests, now, 1)) at = Math.max(at, state.providerRequests!.resetAt)
+  if (tokens > 0 && short(state.providerTokens, now, tokens)) at = Math.max(at, state.providerTokens!.resetAt)
+  return at
+}
+
+/** The budget period `now` falls in: its start and length (ms), aligned to the epoch. */
+export const budgetPeriod = (periodMs: number, now: number): number => Math.floor(now / periodMs) * periodMs
+
+/**
+ * What the endpoint has spent in its budget period at `now` (0 once a new period began).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const spentInPeriod = (state: EndpointState, now: number): number => {
+  const budget = state.endpoint.budget
+  if (budget === undefined) return 0
+  return budgetPeriod(Duration.toMillis(budget.period), now) === state.periodStart ? state.periodSpent : 0
+}
+
+const overBudget = (state: EndpointState, now: number): boolean =>
+  spentInPeriod(state, now) >= state.endpoint.budget!.limit
+
+/**
+ * Whether the endpoint has spent past its budget's `softLimit` this period: the balancer
+ * then prefers other endpoints.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const pastSoftLimit = (state: EndpointState, now: number): boolean => {
+  const budget = state.endpoint.budget
+  return budget !== undefined && spentInPeriod(state, now) >= budget.limit * budget.softLimit
+}
+
+/**
+ * The share of its limits left at `now` for one more request of `tokens` tokens, in
+ * [0, 1]: the smallest of its request, token and daily windows, the provider's last word
+ * on what is left (when it also said the limit), and its free concurrency. 1 for an
+ * endpoint without limits.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const headroom = (state: EndpointState, now: number, tokens = 0): number => {
+  let share = 1
+  const max = state.endpoint.maxConcurrency
+  if (max !== undefined) share = Math.max(0, 1 - state.active / max)
+  if (state.requestWindow !== undefined) share = Math.min(share, SlidingWindow.headroom(state.requestWindow, now))
+  if (state.dayWindow !== undefined) share = Math.min(share, SlidingWindow.headroom(state.dayWindow, now))
+  const tw = state.tokenWindow
+  if (tw !== undefined) share = Math.min(share, Math.max(0, 1 - (SlidingWindow.used(tw, now) + tokens) / tw.limit))
+  share = Math.min(share, allowanceShare(state.providerRequests, now), allowanceShare(state.providerTokens, now))
+  return share
+}
+
+const allowanceShare = (allowance: Allowance | undefined, now: number): number =>
+  allowance === undefined || now >= allowance.resetAt || allowance.limit === undefined || allowance.limit <= 0
+    ? 1
+    : Math.max(0, Math.min(1, allowance.remaining / allowance.limit))
 
 /**
  * When a passed-over endpoint is known to be able to serve again (epoch ms), if known.
@@ -140,12 +296,20 @@ export const admission = (state: EndpointState, now: number): Admission => {
  * @since 0.1.0
  * @category getters
  */
-export const availableAt = (state: EndpointState, now: number): number | undefined => {
-  switch (admission(state, now)) {
+export const availableAt = (state: EndpointState, now: number, tokens = 0): number | undefined => {
+  switch (admission(state, now, tokens)) {
     case "unhealthy":
       return state.circuit._tag === "Open" ? Math.max(state.circuit.until, state.cooldownUntil) : undefined
     case "cooling-down":
       return state.circuit._tag === "Open" ? Math.max(state.circuit.until, state.cooldownUntil) : state.cooldownUntil
+    case "no-headroom": {
+      const at = headroomAt(state, now, tokens)
+      return at > now && Number.isFinite(at) ? at : undefined
+    }
+    case "over-budget": {
+      const periodMs = Duration.toMillis(state.endpoint.budget!.period)
+      return budgetPeriod(periodMs, now) + periodMs
+    }
     default:
       return undefined
   }
@@ -184,9 +348,10 @@ export const status = (state: EndpointState, now: number): Health.Status => {
  * @since 0.1.0
  * @category transitions
  */
-export const onAcquire = (state: EndpointState, probe: boolean): EndpointState => {
+export const onAcquire = (state: EndpointState, probe: boolean, now?: number, tokens = 0): EndpointState => {
   const next = clone(state)
   next.active = state.active + 1
+  if (now !== undefined && hasLimits(state)) reserve(next, state, now, tokens)
   const circuit = state.circuit
   if (probe && circuit._tag !== "Closed") {
     next.circuit = circuit._tag === "HalfOpen"
@@ -194,6 +359,91 @@ export const onAcquire = (state: EndpointState, probe: boolean): EndpointState =
       : { _tag: "HalfOpen", probes: 1, successes: 0, since: circuit.since }
   }
   return next
+}
+
+/** Counts one request of `tokens` estimated tokens against every limit. */
+const reserve = (next: Mutable, state: EndpointState, now: number, tokens: number): void => {
+  if (state.requestWindow !== undefined) next.requestWindow = SlidingWindow.add(state.requestWindow, now, 1)
+  if (state.dayWindow !== undefined) next.dayWindow = SlidingWindow.add(state.dayWindow, now, 1)
+  if (state.tokenWindow !== undefined && tokens > 0) next.tokenWindow = SlidingWindow.add(state.tokenWindow, now, tokens)
+  next.providerRequests = spend(state.providerRequests, now, 1)
+  if (tokens > 0) next.providerTokens = spend(state.providerTokens, now, tokens)
+}
+
+/** An allowance less `amount`; one that has reset is forgotten. */
+const spend = (allowance: Allowance | undefined, now: number, amount: number): Allowance | undefined =>
+  allowance === undefined || now >= allowance.resetAt
+    ? undefined
+    : { remaining: Math.max(0, allowance.remaining - amount), limit: allowance.limit, resetAt: allowance.resetAt }
+
+/**
+ * What a call learned besides its latency: its time to first token (streamed calls),
+ * the tokens it used, what the provider said is left of its limits, and the estimate it
+ * reserved when it was admitted (`reservedAt`, `reservedTokens`), which the usage replaces.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Measured {
+  readonly ttftMs: number | undefined
+  readonly usage: Usage | undefined
+  readonly rateLimit: Remaining | undefined
+  readonly reservedAt: number
+  readonly reservedTokens: number
+}
+
+/**
+ * What the provider said is left of its limits: it replaces the allowance we had.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const onProviderHint = (state: EndpointState, remaining: Remaining): EndpointState => {
+  const next = clone(state)
+  if (remaining.requests !== undefined) next.providerRequests = remaining.requests
+  if (remaining.tokens !== undefined) next.providerTokens = remaining.tokens
+  return next
+}
+
+/** Records usage, spend, throughput and the corrected token count on `next`. */
+const measure = (next: Mutable, state: EndpointState, now: number, latencyMs: number | undefined, m: Measured) => {
+  if (m.rateLimit !== undefined) {
+    if (m.rateLimit.requests !== undefined) next.providerRequests = m.rateLimit.requests
+    if (m.rateLimit.tokens !== undefined) next.providerTokens = m.rateLimit.tokens
+  }
+  if (m.ttftMs !== undefined) {
+    next.ttftTotalMs = state.ttftTotalMs + m.ttftMs
+    next.ttftCount = state.ttftCount + 1
+  }
+  const usage = m.usage
+  if (usage === undefined) return
+  next.inputTokens = state.inputTokens + usage.inputTokens
+  next.outputTokens = state.outputTokens + usage.outputTokens
+  if (state.tokenWindow !== undefined) {
+    next.tokenWindow = SlidingWindow.adjust(
+      next.tokenWindow ?? state.tokenWindow,
+      m.reservedAt,
+      usage.inputTokens + usage.outputTokens - m.reservedTokens
+    )
+  }
+  const cost = state.endpoint.cost
+  if (cost !== undefined) {
+    const price = (usage.inputTokens * cost.inputPerMillion + usage.outputTokens * cost.outputPerMillion) / 1_000_000
+    next.spent = state.spent + price
+    const budget = state.endpoint.budget
+    if (budget !== undefined) {
+      const start = budgetPeriod(Duration.toMillis(budget.period), now)
+      next.periodSpent = (start === state.periodStart ? state.periodSpent : 0) + price
+      next.periodStart = start
+    }
+  }
+  if (latencyMs !== undefined && usage.outputTokens > 0) {
+    const generatingMs = latencyMs - (m.ttftMs ?? 0)
+    if (generatingMs > 0) {
+      const rate = usage.outputTokens / (generatingMs / 1000)
+      next.tokensPerSecond = state.tokensPerSecond === undefined ? rate : 0.8 * state.tokensPerSecond + 0.2 * rate
+    }
+  }
 }
 
 /**
@@ -236,18 +486,25 @@ export const onSuccess = (
   state: EndpointState,
   now: number,
   latencyMs: number | undefined,
-  probe: Probe
+  probe: Probe,
+  measured?: Measured
 ): EndpointState => {
   const next = clone(state)
   next.active = Math.max(0, state.active - 1)
   next.successes = state.successes + 1
   next.consecutiveFailures = 0
+  // routing by speed looks at the first token of a streamed answer, not at its length
+  const speedMs = measured?.ttftMs ?? latencyMs
   if (latencyMs !== undefined) {
     next.latencyTotalMs = state.latencyTotalMs + latencyMs
     next.latencyCount = state.latencyCount + 1
-    next.latency = Health.observeLatency(state.latency, now, latencyMs, state.policy.latencyDecayMs)
   }
-  next.recent = Health.record(state.recent, now, state.policy.windowMs, false, latencyMs)
+  if (speedMs !== undefined) {
+    next.latency = Health.observeLatency(state.latency, now, speedMs, state.policy.latencyDecayMs)
+    LatencyWindow.add(state.samples, speedMs)
+  }
+  if (measured !== undefined) measure(next, state, now, latencyMs, measured)
+  next.recent = Health.record(state.recent, now, state.policy.windowMs, false, speedMs)
   const circuit = state.circuit
   if (isCurrentProbe(circuit, probe)) {
     if (circuit.successes + 1 >= state.policy.halfOpenSuccesses) {
@@ -475,3 +732,31 @@ export const errorRate = (state: EndpointState): number => {
   const total = state.successes + state.failures
   return total === 0 ? 0 : state.failures / total
 }
+
+/**
+ * The `q`-quantile (0..1, such as 0.95) of the latencies of the last 256 successful calls
+ * (time to first token for streamed calls), exact by nearest rank, in ms; `undefined`
+ * before the first.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const latencyQuantile = (state: EndpointState, q: number): number | undefined =>
+  LatencyWindow.quantile(state.samples, q)
+
+/**
+ * How many latencies {@link latencyQuantile} is computed from (at most 256).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const latencySamples = (state: EndpointState): number => state.samples.count
+
+/**
+ * Average time to first token of streamed calls (ms), or `undefined` before the first.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const averageTtftMs = (state: EndpointState): number | undefined =>
+  state.ttftCount > 0 ? state.ttftTotalMs / state.ttftCount : undefined

@@ -18,6 +18,12 @@ import { Data, Duration } from "effect"
  * - `excluded`: the request excluded it (for example, it was tried already).
  * - `missing-tags`: it lacks a tag the request requires.
  * - `context-too-small`: its `contextWindow` is smaller than the request needs (or unknown).
+ * - `other-group`: it serves another model group than the request names.
+ * - `no-headroom`: its requests-per-minute, tokens-per-minute or requests-per-day window
+ *   is full for this request, or its provider said nothing is left; `until` is when
+ *   enough leaves the window (or the provider's limit resets).
+ * - `too-large`: the request's estimated tokens exceed its whole tokens-per-minute limit.
+ * - `over-budget`: it (or the balancer) has spent its budget; `until` is when the period rolls.
  *
  * @since 0.1.0
  * @category models
@@ -34,6 +40,10 @@ export interface PassedOver {
     | "excluded"
     | "missing-tags"
     | "context-too-small"
+    | "other-group"
+    | "no-headroom"
+    | "too-large"
+    | "over-budget"
   /** Epoch milliseconds at which this endpoint can serve again, when that is known. */
   readonly until?: number
 }

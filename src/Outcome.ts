@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import { Duration } from "effect"
+import type { Remaining } from "./RateLimit.js"
 
 /**
  * Tokens a call used, as the provider reported them.
@@ -24,7 +25,15 @@ export interface Success {
   readonly _tag: "Success"
   /** How long the call took; when absent the balancer measures it from the lease. */
   readonly latency: Duration.Duration | undefined
+  /**
+   * For a streamed call, when the first token arrived: the latency that routing by speed
+   * uses (a long answer is not a slow endpoint). Tokens per second are measured after it.
+   */
+  readonly timeToFirstToken: Duration.Duration | undefined
+  /** Tokens used: they replace the request's estimate in the tokens-per-minute window and price the call. */
   readonly usage: Usage | undefined
+  /** What the provider's headers say is left of its limits (see `RateLimit.remaining`). */
+  readonly rateLimit: Remaining | undefined
 }
 
 /**
@@ -41,6 +50,8 @@ export interface Failure {
    * `Unauthorized` holds it out) and any other error counts.
    */
   readonly countsAgainstHealth: boolean | undefined
+  /** What the provider's headers say is left of its limits (see `RateLimit.remaining`). */
+  readonly rateLimit: Remaining | undefined
 }
 
 /**
@@ -66,11 +77,15 @@ export type Outcome = Success | Failure | Cancelled
  */
 export const success = (options?: {
   readonly latency?: Duration.DurationInput | undefined
+  readonly timeToFirstToken?: Duration.DurationInput | undefined
   readonly usage?: Usage | undefined
+  readonly rateLimit?: Remaining | undefined
 }): Outcome => ({
   _tag: "Success",
   latency: options?.latency === undefined ? undefined : Duration.decode(options.latency),
-  usage: options?.usage
+  timeToFirstToken: options?.timeToFirstToken === undefined ? undefined : Duration.decode(options.timeToFirstToken),
+  usage: options?.usage,
+  rateLimit: options?.rateLimit
 })
 
 /**
@@ -80,11 +95,13 @@ export const success = (options?: {
 export const failure = (error: unknown, options?: {
   readonly latency?: Duration.DurationInput | undefined
   readonly countsAgainstHealth?: boolean | undefined
+  readonly rateLimit?: Remaining | undefined
 }): Outcome => ({
   _tag: "Failure",
   error,
   latency: options?.latency === undefined ? undefined : Duration.decode(options.latency),
-  countsAgainstHealth: options?.countsAgainstHealth
+  countsAgainstHealth: options?.countsAgainstHealth,
+  rateLimit: options?.rateLimit
 })
 
 /**

@@ -117,3 +117,93 @@ export const retryAfter = (headers: Headers, now: number): Duration.Duration | u
   const wait = exhausted ?? any
   return wait === undefined ? undefined : Duration.millis(wait)
 }
+
+/**
+ * What a provider says is left of one of its limits: `remaining` until `resetAt` (epoch
+ * ms), out of `limit` when it says that too.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Allowance {
+  readonly remaining: number
+  readonly limit: number | undefined
+  readonly resetAt: number
+}
+
+/**
+ * What a provider's response says is left of its request and token limits. The balancer
+ * takes it as a hint that can only tighten what its own sliding windows allow: an endpoint
+ * whose provider says 0 requests are left takes no call before `resetAt`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Remaining {
+  readonly requests: Allowance | undefined
+  readonly tokens: Allowance | undefined
+}
+
+/** The headers of one limit: limit, remaining, reset. */
+const allowanceHeaders = {
+  requests: [
+    ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+    ["anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-reset"]
+  ],
+  tokens: [
+    ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"],
+    ["anthropic-ratelimit-tokens-limit", "anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset"],
+    [
+      "anthropic-ratelimit-input-tokens-limit",
+      "anthropic-ratelimit-input-tokens-remaining",
+      "anthropic-ratelimit-input-tokens-reset"
+    ],
+    [
+      "anthropic-ratelimit-output-tokens-limit",
+      "anthropic-ratelimit-output-tokens-remaining",
+      "anthropic-ratelimit-output-tokens-reset"
+    ]
+  ]
+} as const
+
+const count = (value: string | undefined): number | undefined => {
+  const text = value?.trim()
+  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined
+}
+
+/** The tightest of several limits: the one with the fewest left. */
+const tightest = (
+  h: Map<string, string>,
+  now: number,
+  sets: ReadonlyArray<readonly [string, string, string]>
+): Allowance | undefined => {
+  let best: Allowance | undefined
+  for (const [limitKey, remainingKey, resetKey] of sets) {
+    const remaining = count(h.get(remainingKey))
+    if (remaining === undefined) continue
+    const reset = h.get(resetKey)
+    const wait = reset === undefined ? undefined : resetOf(reset, now)
+    // a limit that does not say when it resets is taken to be per minute
+    const allowance: Allowance = { remaining, limit: count(h.get(limitKey)), resetAt: now + (wait ?? 60_000) }
+    if (best === undefined || allowance.remaining < best.remaining) best = allowance
+  }
+  return best
+}
+
+/**
+ * What is left of the provider's limits, from a response's headers: OpenAI's
+ * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and Anthropic's
+ * `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
+ * (of Anthropic's token limits, the one with the fewest tokens left). `undefined` when the
+ * headers say nothing readable. Pass it as `rateLimit` to `Outcome.success` or
+ * `Outcome.failure`.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const remaining = (headers: Headers, now: number): Remaining | undefined => {
+  const h = lower(headers)
+  const requests = tightest(h, now, allowanceHeaders.requests)
+  const tokens = tightest(h, now, allowanceHeaders.tokens)
+  return requests === undefined && tokens === undefined ? undefined : { requests, tokens }
+}

@@ -30,6 +30,8 @@
  *
  * @since 0.1.0
  */
+import { dual } from "effect/Function"
+import { priceOf } from "./Endpoint.js"
 import type { EndpointState } from "./EndpointState.js"
 import * as EndpointStateModule from "./EndpointState.js"
 
@@ -46,11 +48,16 @@ export interface SelectContext {
   readonly now: number
   /** A number in [0, 1). */
   readonly random: () => number
+  /** The request's estimated input tokens (`Hints.inputTokens`), 0 when not given. */
+  readonly inputTokens: number
+  /** The request's estimated output tokens (`Hints.outputTokens`), 0 when not given. */
+  readonly outputTokens: number
 }
 
 /**
  * `select` receives at least one candidate, in the order the endpoints were added, and
- * returns the index of the chosen one with the strategy's next state. It must be pure:
+ * returns the index of the chosen one with the strategy's next state, and optionally the
+ * name of the experiment arm that chose it (see {@link experiment}). It must be pure:
  * the balancer calls it inside its atomic update.
  *
  * @since 0.1.0
@@ -63,7 +70,7 @@ export interface Strategy<in out S = any> {
     candidates: ReadonlyArray<EndpointState>,
     state: S,
     context: SelectContext
-  ) => readonly [index: number, state: S]
+  ) => readonly [index: number, state: S, arm?: string | undefined]
 }
 
 /**
@@ -250,6 +257,328 @@ const medianLatency = (candidates: ReadonlyArray<EndpointState>, now: number): n
 }
 
 /**
+ * Capacity-aware (the article's pool): picks at random with probability proportional to
+ * `weight x headroom`, where headroom is the share of the endpoint's limits left for this
+ * request (the tightest of its requests-per-minute, tokens-per-minute and per-day windows,
+ * its provider's last word on what is left, and its free concurrency; see
+ * `EndpointState.headroom`). Traffic drains toward the endpoints with room before any of
+ * them reaches its limit and answers 429. Endpoints without limits have full headroom.
+ *
+ * @since 0.1.0
+ * @category strategies
+ */
+export const capacity: Strategy<undefined> = make({
+  name: "capacity",
+  initial: undefined,
+  select: (candidates, state, { inputTokens, now, outputTokens, random }) => {
+    const tokens = inputTokens + outputTokens
+    let total = 0
+    const shares = new Array<number>(candidates.length)
+    for (let i = 0; i < candidates.length; i++) {
+      shares[i] = candidates[i].endpoint.weight * EndpointStateModule.headroom(candidates[i], now, tokens)
+      total += shares[i]
+    }
+    if (total <= 0) return [drawWeighted(candidates, random, -1), state]
+    let r = random() * total
+    for (let i = 0; i < candidates.length; i++) {
+      r -= shares[i]
+      if (r < 0 && shares[i] > 0) return [i, state]
+    }
+    let last = candidates.length - 1
+    while (shares[last] <= 0) last--
+    return [last, state]
+  }
+})
+
+/**
+ * One criterion to rank candidates by (lower scores are better), with the relative band
+ * within which scores count as equal: with `tolerance` 0.1, every candidate within 10 %
+ * of the best score ties with it. A score of `-Infinity` wins outright; `Infinity` means
+ * "rank last" (unknown price, say).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Criterion {
+  readonly name: string
+  readonly score: (candidate: EndpointState, context: SelectContext) => number
+  readonly tolerance: number
+}
+
+/**
+ * @since 0.1.0
+ * @category criteria
+ */
+export const criterion = (
+  name: string,
+  score: Criterion["score"],
+  options?: { readonly tolerance?: number | undefined }
+): Criterion => ({ name, score, tolerance: Math.max(0, options?.tolerance ?? 0) })
+
+/**
+ * The price of the request on the candidate (`Endpoint.priceOf` with the request's
+ * estimated tokens); candidates without prices rank last. Default tolerance 5 %.
+ *
+ * @since 0.1.0
+ * @category criteria
+ */
+export const byCost = (options?: { readonly tolerance?: number | undefined }): Criterion =>
+  criterion(
+    "cost",
+    (c, { inputTokens, outputTokens }) => priceOf(c.endpoint, inputTokens, outputTokens) ?? Infinity,
+    { tolerance: options?.tolerance ?? 0.05 }
+  )
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Percentile = "p50" | "p95" | "p99"
+
+const quantileOf: Record<Percentile, number> = { p50: 0.5, p95: 0.95, p99: 0.99 }
+
+/**
+ * A percentile of the candidate's last 256 successful calls (time to first token for
+ * streamed calls). Default `p95`, tolerance 20 %.
+ *
+ * A candidate with fewer than `minSamples` (default 5) measured calls is not starved and
+ * not flooded: while it has no call in flight it wins outright, so it gets measured one
+ * call at a time; while its one call is in flight it ranks last.
+ *
+ * @since 0.1.0
+ * @category criteria
+ */
+export const byLatency = (options?: {
+  readonly percentile?: Percentile | undefined
+  readonly tolerance?: number | undefined
+  readonly minSamples?: number | undefined
+}): Criterion => {
+  const q = quantileOf[options?.percentile ?? "p95"]
+  const minSamples = options?.minSamples ?? 5
+  return criterion(
+    `latency-${options?.percentile ?? "p95"}`,
+    (c) =>
+      EndpointStateModule.latencySamples(c) < minSamples
+        ? (c.active === 0 ? -Infinity : Infinity)
+        : EndpointStateModule.latencyQuantile(c, q)!,
+    { tolerance: options?.tolerance ?? 0.2 }
+  )
+}
+
+/**
+ * Calls in flight per unit of weight (`active / weight`). Default tolerance 0 (exact ties).
+ *
+ * @since 0.1.0
+ * @category criteria
+ */
+export const byLoad = (options?: { readonly tolerance?: number | undefined }): Criterion =>
+  criterion("load", (c) => c.active / c.endpoint.weight, options)
+
+/**
+ * Headroom left for the request (see {@link capacity}): more is better. Default tolerance 0.1 (absolute
+ * shares within 10 % of the best tie).
+ *
+ * @since 0.1.0
+ * @category criteria
+ */
+export const byHeadroom = (options?: { readonly tolerance?: number | undefined }): Criterion =>
+  criterion(
+    "headroom",
+    // 2 - headroom keeps scores positive, so the relative band works
+    (c, { inputTokens, now, outputTokens }) => 2 - EndpointStateModule.headroom(c, now, inputTokens + outputTokens),
+    { tolerance: options?.tolerance ?? 0.05 }
+  )
+
+/** The indices of `candidates` (among `among`) whose score is within the criterion's band of the best. */
+const band = (
+  candidates: ReadonlyArray<EndpointState>,
+  among: ReadonlyArray<number>,
+  by: Criterion,
+  context: SelectContext
+): ReadonlyArray<number> => {
+  const scores = among.map((i) => by.score(candidates[i], context))
+  let best = Infinity
+  for (const s of scores) if (s < best) best = s
+  // nothing known about anyone: they all tie
+  if (best === Infinity || Number.isNaN(best)) return among
+  if (best === -Infinity) return among.filter((_, k) => scores[k] === -Infinity)
+  const bound = best + by.tolerance * Math.abs(best)
+  return among.filter((_, k) => scores[k] <= bound)
+}
+
+/** Runs `strategy` on a subset of the candidates and maps its pick back. */
+const selectAmong = <S>(
+  strategy: Strategy<S>,
+  candidates: ReadonlyArray<EndpointState>,
+  among: ReadonlyArray<number>,
+  state: S,
+  context: SelectContext
+): readonly [number, S, string | undefined] => {
+  if (among.length === candidates.length) {
+    const [i, next, arm] = strategy.select(candidates, state, context)
+    return [i, next, arm]
+  }
+  const [i, next, arm] = strategy.select(among.map((k) => candidates[k]), state, context)
+  return [among[i], next, arm]
+}
+
+/**
+ * Builds a strategy from parts: keep the candidates within the first criterion's band
+ * of the best, of those the ones within the second's, and so on; `then` picks among the
+ * survivors (default {@link powerOfTwo}, which spreads them by load and speed).
+ *
+ * ```ts
+ * import { Strategy } from "effect-llm-balancer"
+ *
+ * // the cheapest (within 10 %), of those the fastest at p50, then the least loaded
+ * const thrifty = Strategy.rank({
+ *   name: "thrifty",
+ *   by: [Strategy.byCost({ tolerance: 0.1 }), Strategy.byLatency({ percentile: "p50" })],
+ *   then: Strategy.leastConnections
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const rank = <S = undefined>(options: {
+  readonly name: string
+  readonly by: ReadonlyArray<Criterion>
+  readonly then?: Strategy<S> | undefined
+}): Strategy<S> => {
+  const then = (options.then ?? powerOfTwo) as Strategy<S>
+  return make<S>({
+    name: options.name,
+    initial: then.initial,
+    select: (candidates, state, context) => {
+      let among: ReadonlyArray<number> = candidates.map((_, i) => i)
+      for (const by of options.by) {
+        if (among.length === 1) break
+        among = band(candidates, among, by, context)
+      }
+      return selectAmong(then, candidates, among, state, context)
+    }
+  })
+}
+
+/**
+ * Lets `strategy` choose only among the candidates `predicate` keeps, or among all of them
+ * when it keeps none: a preference, not a requirement (requirements are `Hints`, which
+ * make the balancer fail with `NoEndpointAvailable` rather than serve elsewhere).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const prefer: {
+  <S>(
+    predicate: (candidate: EndpointState, context: SelectContext) => boolean
+  ): (strategy: Strategy<S>) => Strategy<S>
+  <S>(strategy: Strategy<S>, predicate: (candidate: EndpointState, context: SelectContext) => boolean): Strategy<S>
+} = dual(2, <S>(
+  strategy: Strategy<S>,
+  predicate: (candidate: EndpointState, context: SelectContext) => boolean
+): Strategy<S> =>
+  make<S>({
+    name: strategy.name,
+    initial: strategy.initial,
+    select: (candidates, state, context) => {
+      const among: Array<number> = []
+      for (let i = 0; i < candidates.length; i++) if (predicate(candidates[i], context)) among.push(i)
+      return selectAmong(strategy, candidates, among.length === 0 ? candidates.map((_, i) => i) : among, state, context)
+    }
+  }))
+
+/**
+ * With probability `rate`, picks a candidate uniformly at random instead of asking
+ * `strategy`: a little exploration, so an endpoint the strategy has stopped choosing is
+ * measured again and can win back its traffic once it is fast (or cheap) again.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const explore: {
+  (rate: number): <S>(strategy: Strategy<S>) => Strategy<S>
+  <S>(strategy: Strategy<S>, rate: number): Strategy<S>
+} = dual(2, <S>(strategy: Strategy<S>, rate: number): Strategy<S> =>
+  make<S>({
+    name: strategy.name,
+    initial: strategy.initial,
+    select: (candidates, state, context) =>
+      candidates.length > 1 && context.random() < rate
+        ? [Math.floor(context.random() * candidates.length), state]
+        : strategy.select(candidates, state, context)
+  }))
+
+/**
+ * Latency-based: the candidates whose recent p95 (or p50, p99) is within `tolerance`
+ * (default 20 %) of the fastest share the traffic, spread among them by
+ * {@link powerOfTwo}, so the fastest endpoint is not piled on until it slows down; with
+ * probability `exploration` (default 5 %) any candidate is picked, so a slow endpoint is
+ * measured again and regains traffic once it recovers. Never-measured endpoints are
+ * measured one call at a time (see {@link byLatency}).
+ *
+ * @since 0.1.0
+ * @category strategies
+ */
+export const latency = (options?: {
+  readonly percentile?: Percentile | undefined
+  readonly tolerance?: number | undefined
+  readonly exploration?: number | undefined
+  readonly minSamples?: number | undefined
+}): Strategy<undefined> =>
+  explore(
+    rank({ name: "latency", by: [byLatency(options)], then: powerOfTwo }),
+    options?.exploration ?? 0.05
+  )
+
+/**
+ * Cost-optimized: the cheapest candidates for the request (its estimated input and output
+ * tokens times each endpoint's prices) within `tolerance` (default 5 %) of the cheapest
+ * share the traffic, spread among them by {@link powerOfTwo}. Candidates without prices
+ * come last; give a free endpoint prices of 0. Eligibility (healthy, with headroom, within
+ * budget) comes first, as for every strategy.
+ *
+ * @since 0.1.0
+ * @category strategies
+ */
+export const cost = (options?: { readonly tolerance?: number | undefined }): Strategy<undefined> =>
+  rank({ name: "cost", by: [byCost(options)], then: powerOfTwo })
+
+/**
+ * An A/B test of two strategies on live traffic: each pick goes to `candidate` with
+ * probability `fraction` and to `control` otherwise. Every lease records its arm, and
+ * `Balancer.summary` reports per arm the picks, successes, failures, latency and spend.
+ * Arms are named after their strategies (`candidate`'s gets " (candidate)" appended when
+ * both have the same name).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const experiment = <A, B>(options: {
+  readonly control: Strategy<A>
+  readonly candidate: Strategy<B>
+  readonly fraction: number
+  readonly name?: string | undefined
+}): Strategy<{ readonly control: A; readonly candidate: B }> => {
+  const { candidate, control } = options
+  const fraction = Math.min(1, Math.max(0, options.fraction))
+  const controlArm = control.name
+  const candidateArm = candidate.name === control.name ? `${candidate.name} (candidate)` : candidate.name
+  return make({
+    name: options.name ?? `experiment(${controlArm} vs ${candidateArm})`,
+    initial: { control: control.initial, candidate: candidate.initial },
+    select: (candidates, state, context) => {
+      if (context.random() < fraction) {
+        const [i, next] = candidate.select(candidates, state.candidate, context)
+        return [i, { control: state.control, candidate: next }, candidateArm]
+      }
+      const [i, next] = control.select(candidates, state.control, context)
+      return [i, { control: next, candidate: state.candidate }, controlArm]
+    }
+  })
+}
+
+/**
  * The built-in strategies by the names configuration files use.
  *
  * @since 0.1.0
@@ -260,7 +589,10 @@ export const builtIn = {
   "weighted-random": weightedRandom,
   "least-connections": leastConnections,
   "smooth-weighted-round-robin": smoothWeightedRoundRobin,
-  "power-of-two": powerOfTwo
+  "power-of-two": powerOfTwo,
+  capacity,
+  latency: latency(),
+  cost: cost()
 } as const
 
 /**

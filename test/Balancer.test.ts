@@ -373,7 +373,8 @@ describe("routing filters", () => {
   it.scoped("required tags and exclusions narrow the candidates, and the error says why", () =>
     Effect.gen(function*() {
       const b = yield* makeBalancer({
-        endpoints: [endpoint("us"), endpoint("eu", { tags: ["region:eu"] }), endpoint("eu2", { tags: ["region:eu"] })]
+        endpoints: [endpoint("us"), endpoint("eu", { tags: ["region:eu"] }), endpoint("eu2", { tags: ["region:eu"] })],
+        strategy: "round-robin"
       })
       expect(yield* pick(b, 2, { tags: ["region:eu"] })).toEqual(["eu", "eu2"])
       expect(yield* pick(b, 2, { tags: ["region:eu"], exclude: ["eu"] })).toEqual(["eu2", "eu2"])
@@ -518,7 +519,7 @@ describe("options", () => {
       const error = yield* Effect.flip(Balancer.make(options))
       expect(error.issues).toEqual([{
         path: "stratgy",
-        message: "is unexpected, expected one of endpoints, strategy, health, panic"
+        message: "is unexpected, expected one of endpoints, strategy, health, panic, budget"
       }])
     }))
 })

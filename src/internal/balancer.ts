@@ -1,6 +1,6 @@
 import type { Scope } from "effect"
 import { Cause, Duration, Effect, Either, Exit, Metric, PubSub, Random, Ref, Stream } from "effect"
-import type { BalancerService, EndpointStats, Hints, Lease, Options } from "../Balancer.js"
+import type { BalancerService, EndpointStats, Hints, Lease, Options, Summary } from "../Balancer.js"
 import * as Endpoint from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
 import type { ConfigIssue } from "../Errors.js"
@@ -9,7 +9,9 @@ import { Event } from "../Event.js"
 import * as Health from "../Health.js"
 import type * as Outcome from "../Outcome.js"
 import * as Strategy from "../Strategy.js"
+import * as config from "./config.js"
 import * as random from "./random.js"
+import * as SlidingWindow from "./slidingWindow.js"
 import * as Table from "./table.js"
 import { Waiters } from "./waiters.js"
 
@@ -21,7 +23,10 @@ class LeaseImpl implements Lease {
     readonly endpoint: Endpoint.Endpoint,
     readonly id: number,
     readonly startedAt: number,
-    readonly probeOf: EndpointState.Probe
+    readonly probeOf: EndpointState.Probe,
+    /** Tokens counted against the endpoint's tokens-per-minute window when it was admitted. */
+    readonly reservedTokens: number,
+    readonly arm: string | undefined
   ) {}
   get probe(): boolean {
     return this.probeOf !== undefined
@@ -33,9 +38,10 @@ export interface Resolved {
   readonly strategy: Strategy.Strategy
   readonly policy: Health.Policy
   readonly panic: boolean
+  readonly budget: Table.Budget | undefined
 }
 
-const optionKeys = ["endpoints", "strategy", "health", "panic"]
+const optionKeys = ["endpoints", "strategy", "health", "panic", "budget"]
 
 const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${prefix}.${path}`
 
@@ -80,7 +86,7 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
       })
     } else seen.set(name, i)
   })
-  let strategy: Strategy.Strategy = Strategy.leastConnections
+  let strategy: Strategy.Strategy = Strategy.powerOfTwo
   if (typeof options.strategy === "string") {
     if (Object.hasOwn(Strategy.builtIn, options.strategy)) {
       strategy = Strategy.builtIn[options.strategy as Strategy.BuiltInName]
@@ -102,23 +108,54 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
       issues.push({ path: at(prefixed("health", issue.path)), message: issue.message })
     }
   }
+  let budget: Table.Budget | undefined
+  if (options.budget !== undefined) {
+    const decoded = config.decodeAll(Endpoint.Budget, options.budget)
+    if (Either.isLeft(decoded)) {
+      for (const issue of decoded.left.issues) {
+        issues.push({ path: at(prefixed("budget", issue.path)), message: issue.message })
+      }
+    } else {
+      budget = {
+        limit: decoded.right.limit,
+        periodMs: Duration.toMillis(decoded.right.period),
+        softLimit: decoded.right.softLimit
+      }
+    }
+  }
   return issues.length > 0 || Either.isLeft(policy)
     ? Either.left(new InvalidConfig({ issues }))
-    : Either.right({ endpoints, strategy, policy: policy.right, panic: options.panic === true })
+    : Either.right({ endpoints, strategy, policy: policy.right, panic: options.panic === true, budget })
 }
 
-const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: () => number): Table.Ending => {
+const endingOf = (
+  outcome: Outcome.Outcome,
+  lease: LeaseImpl,
+  latencyMs: number,
+  jitter: () => number
+): Table.Ending => {
   switch (outcome._tag) {
     case "Success":
       return {
         _tag: "Success",
-        latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency)
+        latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency),
+        measured: outcome.usage === undefined && outcome.timeToFirstToken === undefined &&
+            outcome.rateLimit === undefined
+          ? undefined
+          : {
+            ttftMs: outcome.timeToFirstToken === undefined ? undefined : Duration.toMillis(outcome.timeToFirstToken),
+            usage: outcome.usage,
+            rateLimit: outcome.rateLimit,
+            reservedAt: lease.startedAt,
+            reservedTokens: lease.reservedTokens
+          }
       }
     case "Failure":
       return {
         _tag: "Failure",
         error: outcome.error,
         latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency),
+        rateLimit: outcome.rateLimit,
         countsAgainstHealth: outcome.countsAgainstHealth,
         jitter
       }
@@ -130,13 +167,14 @@ const endingOf = (outcome: Outcome.Outcome, latencyMs: number, jitter: () => num
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
 const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number, jitter: () => number): Table.Ending => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success", latencyMs }
+  if (Exit.isSuccess(exit)) return { _tag: "Success", latencyMs, measured: undefined }
   if (Cause.isInterruptedOnly(exit.cause)) return cancelled
   const failure = Cause.failureOption(exit.cause)
   return {
     _tag: "Failure",
     error: failure._tag === "Some" ? failure.value : Cause.squash(exit.cause),
     latencyMs,
+    rateLimit: undefined,
     countsAgainstHealth: undefined,
     jitter
   }
@@ -146,7 +184,23 @@ const transitions = Metric.counter("llm_balancer_endpoint_events_total", {
   description: "Endpoint health changes (unhealthy, probing, recovered, rate limited, added, removed)"
 })
 
-const noHints: Table.Request = { exclude: undefined, tags: undefined, minContextWindow: undefined }
+const noHints: Table.Request = {
+  exclude: undefined,
+  tags: undefined,
+  minContextWindow: undefined,
+  group: undefined,
+  inputTokens: 0,
+  outputTokens: 0
+}
+
+/** A count given in hints: a whole number of at least 0, or a defect naming the hint. */
+const tokensHint = (name: string, value: number | undefined): number => {
+  if (value === undefined) return 0
+  if (!(Number.isFinite(value) && value >= 0)) {
+    throw new RangeError(`Hints.${name} must be a finite number of at least 0, got ${value}`)
+  }
+  return Math.ceil(value)
+}
 
 export const make = (options: Options): Effect.Effect<BalancerService, InvalidConfig, Scope.Scope> =>
   Effect.flatMap(Effect.suspend(() => resolveOptions(options)), fromResolved)
@@ -175,9 +229,11 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const ref = yield* Ref.make(
       resolved.endpoints.reduce(
         (table, endpoint, i) => Table.add(table, endpoint, policies[i], start),
-        Table.make(strategy)
+        Table.make(strategy, resolved.budget)
       )
     )
+    // per experiment arm: what its picks did (see Strategy.experiment)
+    const arms = new Map<string, ArmCounters>()
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Event>(1024), PubSub.shutdown)
     const owner = {}
 
@@ -198,8 +254,21 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         PubSub.publishAll(pubsub, events)
       )
 
-    const granted = (result: Table.AcquireResult & { _tag: "Acquired" }, now: number): Effect.Effect<Lease> => {
-      const lease = new LeaseImpl(owner, result.entry.endpoint, result.entry.id, now, result.probe)
+    const granted = (
+      result: Table.AcquireResult & { _tag: "Acquired" },
+      request: Table.Request,
+      now: number
+    ): Effect.Effect<Lease> => {
+      const lease = new LeaseImpl(
+        owner,
+        result.entry.endpoint,
+        result.entry.id,
+        now,
+        result.probe,
+        request.inputTokens + request.outputTokens,
+        result.arm
+      )
+      if (result.arm !== undefined) armOf(result.arm).picks++
       return result.events.length === 0 ? Effect.succeed(lease) : Effect.as(publish(result.events), lease)
     }
 
@@ -220,7 +289,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       Effect.flatten(Ref.modify(ref, (table) => {
         const now = clock.unsafeCurrentTimeMillis()
         const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
-        return [result._tag === "Acquired" ? granted(result, now) : onRefused(result, now), next]
+        return [result._tag === "Acquired" ? granted(result, request, now) : onRefused(result, now), next]
       }))
 
     /** Chooses and reserves, or fails at once. */
@@ -241,7 +310,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         const deadline = clock.unsafeCurrentTimeMillis() + Duration.toMillis(Duration.decode(wait))
         const key = `${request.tags?.join("\u0000") ?? ""}\u0001${request.exclude?.join("\u0000") ?? ""}\u0001${
           request.minContextWindow ?? ""
-        }`
+        }\u0001${request.group ?? ""}\u0001${request.inputTokens + request.outputTokens}`
         const loop: Effect.Effect<Lease, NoEndpointAvailable> = attempt(request, (result, now) => {
           if (now >= deadline) return refused(result)
           // registered in this same synchronous step, so no release can slip in between
@@ -258,17 +327,25 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
     ): Effect.Effect<Lease, NoEndpointAvailable> => {
       if (hints === undefined) return acquireNow(noHints)
-      const request: Table.Request = {
-        exclude: hints.exclude,
-        tags: hints.tags,
-        minContextWindow: hints.minContextWindow
+      let request: Table.Request
+      try {
+        request = {
+          exclude: hints.exclude,
+          tags: hints.tags,
+          minContextWindow: hints.minContextWindow,
+          group: hints.group,
+          inputTokens: tokensHint("inputTokens", hints.inputTokens),
+          outputTokens: tokensHint("outputTokens", hints.outputTokens)
+        }
+      } catch (error) {
+        return Effect.die(error)
       }
       return hints.wait === undefined ? acquireNow(request) : acquireWaiting(request, hints.wait, restore)
     }
 
     const settle = (
       lease: Lease,
-      ending: (latencyMs: number, jitter: () => number) => Table.Ending
+      ending: (lease: LeaseImpl, latencyMs: number, jitter: () => number) => Table.Ending
     ): Effect.Effect<void> =>
       Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
         if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
@@ -277,7 +354,9 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         if (lease.settled) return [Effect.void, table]
         lease.settled = true
         const now = clock.unsafeCurrentTimeMillis()
-        const [events, next] = Table.release(table, lease.id, lease.probeOf, ending(now - lease.startedAt, draw), now)
+        const end = ending(lease, now - lease.startedAt, draw)
+        const [events, next] = Table.release(table, lease.id, lease.probeOf, end, now)
+        if (lease.arm !== undefined) countArm(armOf(lease.arm), end, table, next, lease.id)
         freed++
         // a change of health (a circuit closed, say) may let in many waiters, a plain end one
         if (events.length > 0) waiters.wakeAll()
@@ -286,7 +365,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       }))
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
-      settle(lease, (latencyMs, jitter) => endingOf(outcome, latencyMs, jitter))
+      settle(lease, (lease, latencyMs, jitter) => endingOf(outcome, lease, latencyMs, jitter))
 
     const use = <A, E, R>(
       f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
@@ -296,7 +375,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Effect.flatMap(acquireWith(hints, restore), (lease) =>
           Effect.flatMap(
             Effect.exit(restore(f(lease.endpoint, lease))),
-            (exit) => Effect.zipRight(settle(lease, (latencyMs, jitter) => endingOfExit(exit, latencyMs, jitter)), exit)
+            (exit) => Effect.zipRight(settle(lease, (_, latencyMs, jitter) => endingOfExit(exit, latencyMs, jitter)), exit)
           ))
       )
 
@@ -366,6 +445,15 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const withLive = <A>(f: (entries: ReadonlyArray<EndpointState.EndpointState>, now: number) => A) =>
       Effect.map(Ref.get(ref), (table) => f(Table.live(table), clock.unsafeCurrentTimeMillis()))
 
+    const armOf = (name: string): ArmCounters => {
+      let counters = arms.get(name)
+      if (counters === undefined) {
+        counters = { picks: 0, successes: 0, failures: 0, cancelled: 0, latencyTotalMs: 0, latencyCount: 0, spent: 0 }
+        arms.set(name, counters)
+      }
+      return counters
+    }
+
     const service: BalancerService = {
       strategy: strategy.name,
       acquire: (hints) =>
@@ -383,6 +471,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         entries.filter((e) => EndpointState.status(e, now) !== "unhealthy").map((e) => e.endpoint)
       ),
       stats: withLive((entries, now) => entries.map((e) => statsOf(e, now))),
+      summary: Effect.map(Ref.get(ref), (table) => summaryOf(table, strategy.name, arms, clock.unsafeCurrentTimeMillis())),
       events: Stream.fromPubSub(pubsub),
       subscribe: PubSub.subscribe(pubsub),
       reportAttempt: (event) => PubSub.publish(pubsub, event).pipe(Effect.asVoid)
@@ -390,10 +479,78 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     return service
   })
 
+interface ArmCounters {
+  picks: number
+  successes: number
+  failures: number
+  cancelled: number
+  latencyTotalMs: number
+  latencyCount: number
+  spent: number
+}
+
+const spentOn = (table: Table.Table, id: number): number => {
+  for (const e of table.entries) if (e.id === id) return e.spent
+  return 0
+}
+
+/** Counts a finished call against the experiment arm that chose its endpoint. */
+const countArm = (counters: ArmCounters, ending: Table.Ending, before: Table.Table, after: Table.Table, id: number) => {
+  switch (ending._tag) {
+    case "Success": {
+      counters.successes++
+      if (ending.latencyMs !== undefined) {
+        counters.latencyTotalMs += ending.measured?.ttftMs ?? ending.latencyMs
+        counters.latencyCount++
+      }
+      counters.spent += Math.max(0, spentOn(after, id) - spentOn(before, id))
+      break
+    }
+    case "Failure":
+      counters.failures++
+      break
+    case "Cancelled":
+      counters.cancelled++
+  }
+}
+
+const summaryOf = (
+  table: Table.Table,
+  strategy: string,
+  arms: ReadonlyMap<string, ArmCounters>,
+  now: number
+): Summary => {
+  let spent = 0
+  for (const e of table.entries) spent += e.spent
+  const budget = table.budget
+  return {
+    strategy,
+    spent: round(spent, 6),
+    budget: budget === undefined ? null : {
+      limit: budget.limit,
+      spent: round(Table.spentInPeriod(table, now), 6),
+      periodStart: EndpointState.budgetPeriod(budget.periodMs, now),
+      periodEnd: EndpointState.budgetPeriod(budget.periodMs, now) + budget.periodMs,
+      softLimit: budget.softLimit
+    },
+    arms: Array.from(arms, ([arm, c]) => ({
+      arm,
+      picks: c.picks,
+      successes: c.successes,
+      failures: c.failures,
+      cancelled: c.cancelled,
+      avgLatencyMs: c.latencyCount === 0 ? null : round(c.latencyTotalMs / c.latencyCount, 1),
+      spent: round(c.spent, 6)
+    }))
+  }
+}
+
 const round = (n: number, digits: number) => {
   const f = 10 ** digits
   return Math.round(n * f) / f
 }
+
+const nullable = (n: number | undefined): number | null => n === undefined ? null : round(n, 1)
 
 export const statsOf = (e: EndpointState.EndpointState, now: number): EndpointStats => {
   const average = EndpointState.averageLatencyMs(e)
@@ -418,6 +575,26 @@ export const statsOf = (e: EndpointState.EndpointState, now: number): EndpointSt
     rateLimited: e.rateLimited,
     trafficShare: round(EndpointState.trafficShare(e, now), 3),
     weight: e.endpoint.weight,
-    priority: e.endpoint.priority
+    priority: e.endpoint.priority,
+    group: Endpoint.groupOf(e.endpoint),
+    latencyP50Ms: nullable(EndpointState.latencyQuantile(e, 0.5)),
+    latencyP95Ms: nullable(EndpointState.latencyQuantile(e, 0.95)),
+    latencyP99Ms: nullable(EndpointState.latencyQuantile(e, 0.99)),
+    latencyEstimateMs: nullable(EndpointState.latencyEstimateMs(e, now)),
+    avgTimeToFirstTokenMs: nullable(EndpointState.averageTtftMs(e)),
+    tokensPerSecond: nullable(e.tokensPerSecond),
+    inputTokens: e.inputTokens,
+    outputTokens: e.outputTokens,
+    headroom: round(EndpointState.headroom(e, now), 3),
+    requestsLastMinute: e.requestWindow === undefined ? null : Math.round(SlidingWindow.used(e.requestWindow, now)),
+    tokensLastMinute: e.tokenWindow === undefined ? null : Math.round(SlidingWindow.used(e.tokenWindow, now)),
+    requestsLastDay: e.dayWindow === undefined ? null : Math.round(SlidingWindow.used(e.dayWindow, now)),
+    spent: round(e.spent, 6),
+    budget: e.endpoint.budget === undefined ? null : {
+      limit: e.endpoint.budget.limit,
+      spent: round(EndpointState.spentInPeriod(e, now), 6),
+      periodEnd: EndpointState.budgetPeriod(Duration.toMillis(e.endpoint.budget.period), now) +
+        Duration.toMillis(e.endpoint.budget.period)
+    }
   }
 }

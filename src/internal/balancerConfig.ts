@@ -40,6 +40,12 @@ const endpoint = Config.map(
       inputPerMillion: opt(Config.number("inputPerMillion")),
       outputPerMillion: opt(Config.number("outputPerMillion"))
     }),
+    budget: section("budget", {
+      limit: opt(Config.number("limit")),
+      period: opt(Config.string("period")),
+      softLimit: opt(Config.number("softLimit"))
+    }),
+    group: opt(Config.string("group")),
     contextWindow: opt(Config.number("contextWindow")),
     quotaGroup: opt(Config.string("quotaGroup")),
     maxFailures: opt(Config.number("maxFailures")),
@@ -58,6 +64,11 @@ export const options: Config.Config<Options> = Config.map(
     ),
     strategy: opt(Config.string("strategy")),
     panic: opt(Config.boolean("panic")),
+    budget: section("budget", {
+      limit: opt(Config.number("limit")),
+      period: opt(Config.string("period")),
+      softLimit: opt(Config.number("softLimit"))
+    }),
     health: section("health", {
       maxFailures: opt(Config.number("maxFailures")),
       failureRateThreshold: opt(Config.number("failureRateThreshold")),

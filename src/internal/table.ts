@@ -6,31 +6,75 @@
  */
 import { Duration } from "effect"
 import type { Endpoint } from "../Endpoint.js"
+import * as EndpointModule from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
 import * as Errors from "../Errors.js"
 import type { PassedOver } from "../Errors.js"
 import { Event } from "../Event.js"
 import type * as Health from "../Health.js"
+import type * as RateLimit from "../RateLimit.js"
 import type { Strategy } from "../Strategy.js"
+
+/** The balancer's own budget, resolved. */
+export interface Budget {
+  readonly limit: number
+  readonly periodMs: number
+  readonly softLimit: number
+}
+
+/** The balancer's spend in the budget period that started at `start`. */
+export interface Spend {
+  readonly start: number
+  readonly amount: number
+}
 
 export interface Table {
   /** In the order the endpoints were added (ascending `id`). */
   readonly entries: ReadonlyArray<EndpointState.EndpointState>
   readonly strategyState: unknown
   readonly nextId: number
+  readonly budget: Budget | undefined
+  readonly spend: Spend
 }
 
-export const make = (strategy: Strategy): Table => ({
+export const make = (strategy: Strategy, budget?: Budget): Table => ({
   entries: [],
   strategyState: strategy.initial,
-  nextId: 0
+  nextId: 0,
+  budget,
+  spend: { start: 0, amount: 0 }
+})
+
+const withEntries = (table: Table, entries: ReadonlyArray<EndpointState.EndpointState>): Table => ({
+  entries,
+  strategyState: table.strategyState,
+  nextId: table.nextId,
+  budget: table.budget,
+  spend: table.spend
 })
 
 export interface Request {
   readonly exclude: ReadonlyArray<string> | undefined
   readonly tags: ReadonlyArray<string> | undefined
   readonly minContextWindow: number | undefined
+  readonly group: string | undefined
+  /** Estimated tokens (0 when the caller gave no estimate). */
+  readonly inputTokens: number
+  readonly outputTokens: number
 }
+
+/** What the balancer has spent in the current period of its budget (0 in a new period). */
+export const spentInPeriod = (table: Table, now: number): number =>
+  table.budget !== undefined && EndpointState.budgetPeriod(table.budget.periodMs, now) === table.spend.start
+    ? table.spend.amount
+    : 0
+
+/** Whether the balancer's budget is spent: then endpoints with a price take no calls. */
+const capped = (table: Table, now: number): boolean =>
+  table.budget !== undefined && spentInPeriod(table, now) >= table.budget.limit
+
+const costly = (entry: EndpointState.EndpointState): boolean =>
+  entry.endpoint.cost !== undefined && (entry.endpoint.cost.inputPerMillion > 0 || entry.endpoint.cost.outputPerMillion > 0)
 
 export type AcquireResult =
   | {
@@ -38,6 +82,8 @@ export type AcquireResult =
     readonly entry: EndpointState.EndpointState
     readonly probe: EndpointState.Probe
     readonly events: ReadonlyArray<Event>
+    /** The experiment arm that chose it, when the strategy runs one. */
+    readonly arm: string | undefined
   }
   | {
     readonly _tag: "Rejected"
@@ -50,8 +96,9 @@ const noEvents: ReadonlyArray<Event> = []
 const filteredOut = (
   entry: EndpointState.EndpointState,
   request: Request
-): "excluded" | "missing-tags" | "context-too-small" | undefined => {
+): "excluded" | "missing-tags" | "context-too-small" | "other-group" | undefined => {
   if (request.exclude !== undefined && request.exclude.includes(entry.endpoint.name)) return "excluded"
+  if (request.group !== undefined && EndpointModule.groupOf(entry.endpoint) !== request.group) return "other-group"
   if (request.minContextWindow !== undefined && (entry.endpoint.contextWindow ?? 0) < request.minContextWindow) {
     return "context-too-small"
   }
@@ -85,6 +132,9 @@ export const acquire = (
   panic = false
 ): readonly [AcquireResult, Table] => {
   const entries = table.entries
+  const tokens = request.inputTokens + request.outputTokens
+  const overBalancerBudget = table.budget !== undefined && capped(table, now)
+  let budgets = table.budget !== undefined
   let tier = Infinity
   let probeAt = -1
   let healthy: Array<number> = []
@@ -93,8 +143,10 @@ export const acquire = (
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]
     if (filteredOut(entry, request) !== undefined) continue
-    const admission = EndpointState.admission(entry, now)
+    const admission = EndpointState.admission(entry, now, tokens)
     if (admission !== "admit" && admission !== "probe") continue
+    if (overBalancerBudget && costly(entry)) continue
+    if (entry.endpoint.budget !== undefined) budgets = true
     const priority = entry.endpoint.priority
     if (priority > tier) continue
     if (priority < tier) {
@@ -117,10 +169,12 @@ export const acquire = (
 
   let chosen: number
   let strategyState = table.strategyState
+  let arm: string | undefined
   if (probeAt !== -1) {
     chosen = probeAt
   } else {
-    const pool = healthy.length > 0 ? healthy : rampingUp.length > 0 ? rampingUp : degraded
+    let pool = healthy.length > 0 ? healthy : rampingUp.length > 0 ? rampingUp : degraded
+    if (budgets && pool.length > 1) pool = thrifty(table, pool, request, now)
     if (pool.length === 0) {
       const fallback = panic ? leastBad(table, request, now) : -1
       if (fallback === -1) return [reject(table, request, now), table]
@@ -128,19 +182,26 @@ export const acquire = (
     } else {
       // the common case, every endpoint a healthy candidate, needs no copy of the list
       const candidates = pool.length === entries.length ? entries : pool.map((i) => entries[i])
-      const [index, next] = strategy.select(candidates, strategyState, { now, random })
+      const context = {
+        now,
+        random,
+        inputTokens: request.inputTokens,
+        outputTokens: request.outputTokens
+      }
+      const [index, next, label] = strategy.select(candidates, strategyState, context)
       if (!(Number.isInteger(index) && index >= 0 && index < pool.length)) {
         // a bug in a user-written strategy: a defect, reported with what went wrong
         throw new RangeError(`Strategy "${strategy.name}" chose index ${index} among ${pool.length} candidates`)
       }
       chosen = pool[index]
       strategyState = next
+      arm = label
     }
   }
 
   const before = entries[chosen]
   const isProbe = probeAt === chosen
-  const after = EndpointState.onAcquire(before, isProbe)
+  const after = EndpointState.onAcquire(before, isProbe, now, tokens)
   const probe = isProbe ? EndpointState.probeOf(after) : undefined
   const nextEntries = entries.slice()
   nextEntries[chosen] = after
@@ -148,9 +209,30 @@ export const acquire = (
     ? [Event.EndpointProbing({ name: before.endpoint.name, at: now })]
     : noEvents
   return [
-    { _tag: "Acquired", entry: after, probe, events },
-    { entries: nextEntries, strategyState, nextId: table.nextId }
+    { _tag: "Acquired", entry: after, probe, events, arm },
+    { entries: nextEntries, strategyState, nextId: table.nextId, budget: table.budget, spend: table.spend }
   ]
+}
+
+/**
+ * Saving money: endpoints past their own budget's soft limit serve only when no other
+ * candidate can, and once the balancer is past its soft limit only the cheapest
+ * candidates for the request (within 5 % of the cheapest price) take part in the pick.
+ * An endpoint without prices is not preferred (its spend is unknown).
+ */
+const thrifty = (table: Table, pool: Array<number>, request: Request, now: number): Array<number> => {
+  const entries = table.entries
+  const within = pool.filter((i) => !EndpointState.pastSoftLimit(entries[i], now))
+  let result = within.length > 0 ? within : pool
+  const budget = table.budget
+  if (budget !== undefined && spentInPeriod(table, now) >= budget.limit * budget.softLimit) {
+    const prices = result.map((i) =>
+      EndpointModule.priceOf(entries[i].endpoint, request.inputTokens, request.outputTokens) ?? Infinity
+    )
+    const cheapest = Math.min(...prices)
+    if (Number.isFinite(cheapest)) result = result.filter((_, k) => prices[k] <= cheapest * 1.05)
+  }
+  return result
 }
 
 /** Panic routing: the open-circuit endpoint (not held, full or cooling down) that reopens first. */
@@ -159,7 +241,10 @@ const leastBad = (table: Table, request: Request, now: number): number => {
   let bestUntil = Infinity
   for (let i = 0; i < table.entries.length; i++) {
     const entry = table.entries[i]
-    if (filteredOut(entry, request) !== undefined || EndpointState.admission(entry, now) !== "unhealthy") continue
+    if (
+      filteredOut(entry, request) !== undefined ||
+      EndpointState.admission(entry, now, request.inputTokens + request.outputTokens) !== "unhealthy"
+    ) continue
     const until = EndpointState.availableAt(entry, now) ?? Infinity
     if (until < bestUntil) {
       best = i
@@ -171,6 +256,8 @@ const leastBad = (table: Table, request: Request, now: number): number => {
 
 const reject = (table: Table, request: Request, now: number): AcquireResult => {
   const passedOver: Array<PassedOver> = []
+  const tokens = request.inputTokens + request.outputTokens
+  const overBalancerBudget = capped(table, now)
   let retryAt: number | undefined
   for (const entry of table.entries) {
     const name = entry.endpoint.name
@@ -179,8 +266,12 @@ const reject = (table: Table, request: Request, now: number): AcquireResult => {
       passedOver.push({ endpoint: name, reason: filtered })
       continue
     }
-    const admission = EndpointState.admission(entry, now)
-    const until = EndpointState.availableAt(entry, now)
+    let admission = EndpointState.admission(entry, now, tokens)
+    let until = EndpointState.availableAt(entry, now, tokens)
+    if ((admission === "admit" || admission === "probe") && overBalancerBudget && costly(entry)) {
+      admission = "over-budget"
+      until = EndpointState.budgetPeriod(table.budget!.periodMs, now) + table.budget!.periodMs
+    }
     if (until !== undefined && (retryAt === undefined || until < retryAt)) retryAt = until
     passedOver.push(
       until !== undefined
@@ -192,11 +283,17 @@ const reject = (table: Table, request: Request, now: number): AcquireResult => {
 }
 
 export type Ending =
-  | { readonly _tag: "Success"; readonly latencyMs: number | undefined }
+  | {
+    readonly _tag: "Success"
+    readonly latencyMs: number | undefined
+    /** Time to first token, usage, provider hints and the reserved estimate, when there are any. */
+    readonly measured: EndpointState.Measured | undefined
+  }
   | {
     readonly _tag: "Failure"
     readonly error: unknown
     readonly latencyMs: number | undefined
+    readonly rateLimit: RateLimit.Remaining | undefined
     /** Set by the caller to override what the error says about the endpoint's health. */
     readonly countsAgainstHealth: boolean | undefined
     /** Draws a number in [0, 1) to jitter an open period or a rate-limit cooldown with. */
@@ -258,7 +355,7 @@ const replace = (table: Table, index: number, entry: EndpointState.EndpointState
   const entries = table.entries.slice()
   if (entry === undefined) entries.splice(index, 1)
   else entries[index] = entry
-  return { entries, strategyState: table.strategyState, nextId: table.nextId }
+  return withEntries(table, entries)
 }
 
 /**
@@ -275,17 +372,32 @@ export const release = (
   const index = indexOf(table, id)
   if (index === -1) return [noEvents, table]
   const before = table.entries[index]
-  const after = ending._tag === "Success"
-    ? EndpointState.onSuccess(before, now, ending.latencyMs, probe)
+  let after = ending._tag === "Success"
+    ? EndpointState.onSuccess(before, now, ending.latencyMs, probe, ending.measured)
     : ending._tag === "Failure"
     ? onFailure(before, ending, probe, now)
     : EndpointState.onCancel(before, probe)
+  if (ending._tag === "Failure" && ending.rateLimit !== undefined) {
+    after = EndpointState.onProviderHint(after, ending.rateLimit)
+  }
   const events = transitions(before, after, now)
-  const next = replace(table, index, after.removed && after.active === 0 ? undefined : after)
+  let next = replace(table, index, after.removed && after.active === 0 ? undefined : after)
+  if (table.budget !== undefined && after.spent > before.spent) next = addSpend(next, after.spent - before.spent, now)
   const group = after.endpoint.quotaGroup
   return group !== undefined && after.cooldownUntil > before.cooldownUntil
     ? coolGroup(next, group, after, now, events)
     : [events, next]
+}
+
+const addSpend = (table: Table, amount: number, now: number): Table => {
+  const start = EndpointState.budgetPeriod(table.budget!.periodMs, now)
+  return {
+    entries: table.entries,
+    strategyState: table.strategyState,
+    nextId: table.nextId,
+    budget: table.budget,
+    spend: { start, amount: (start === table.spend.start ? table.spend.amount : 0) + amount }
+  }
 }
 
 /** A 429 on one endpoint of a quota group rests every endpoint of the group as long. */
@@ -306,7 +418,7 @@ const coolGroup = (
     all.push(Event.EndpointRateLimited({ name: entry.endpoint.name, at: now, until: limited.cooldownUntil }))
     return EndpointState.coolDown(entry, limited.cooldownUntil)
   })
-  return [all, { entries, strategyState: table.strategyState, nextId: table.nextId }]
+  return [all, withEntries(table, entries)]
 }
 
 const transitions = (
@@ -340,7 +452,9 @@ const transitions = (
 export const add = (table: Table, endpoint: Endpoint, policy: Health.Resolved, now: number): Table => ({
   strategyState: table.strategyState,
   entries: [...table.entries, EndpointState.make(table.nextId, endpoint, policy, now)],
-  nextId: table.nextId + 1
+  nextId: table.nextId + 1,
+  budget: table.budget,
+  spend: table.spend
 })
 
 /** The index of the live (not removed) entry with this name, or -1. */
