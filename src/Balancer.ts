@@ -229,6 +229,15 @@ export interface BalancerService {
   /** The balancer's spend, budget and experiment arms. */
   readonly summary: Effect.Effect<Summary>
   /**
+   * The `q`-quantile (0..1) of the latencies of the endpoint's last 256 successful calls
+   * (time to first token when streamed), and how many calls it is computed from; `undefined`
+   * for an endpoint it does not know or has not measured. The router hedges at its p95.
+   */
+  readonly latencyQuantile: (
+    name: string,
+    q: number
+  ) => Effect.Effect<{ readonly ms: number; readonly samples: number } | undefined>
+  /**
    * Changes from the moment the stream starts running; a consumer that falls more than
    * 1,024 events behind loses the oldest.
    */

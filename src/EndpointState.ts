@@ -57,6 +57,23 @@ export interface EndpointState {
    * {@link onSuccess}, shared by every version of the record.
    */
   readonly samples: LatencyWindow.LatencyWindow
+  /**
+   * What is left of its limits: its sliding windows and its provider's last word;
+   * `undefined` for an endpoint without limits that no provider hint has reached.
+   */
+  readonly quota: Quota | undefined
+  /** Tokens, spend and streaming speed, from what calls reported. */
+  readonly meter: Meter
+}
+
+/**
+ * An endpoint's limits as they stand. Kept apart from the rest of the state so that a
+ * call on an endpoint without limits copies none of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Quota {
   /** Requests in the last minute, when the endpoint has an `rpm` limit. */
   readonly requestWindow: SlidingWindow.SlidingWindow | undefined
   /** Tokens in the last minute (estimated, corrected by usage), when it has a `tpm` limit. */
@@ -67,10 +84,19 @@ export interface EndpointState {
   readonly providerRequests: Allowance | undefined
   /** What the provider last said is left of its token limit, less the estimates since. */
   readonly providerTokens: Allowance | undefined
-  /** Tokens reported by successful calls, over the endpoint's lifetime. */
+}
+
+/**
+ * What the endpoint's calls reported, over its lifetime (and its budget period).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Meter {
+  /** Tokens reported by successful calls. */
   readonly inputTokens: number
   readonly outputTokens: number
-  /** Spend over the endpoint's lifetime (reported usage x `cost`). */
+  /** Spend (reported usage x `cost`). */
   readonly spent: number
   /** Spend in the budget period that started at `periodStart` (epoch ms). */
   readonly periodSpent: number
@@ -80,6 +106,31 @@ export interface EndpointState {
   readonly ttftCount: number
   /** An EWMA of output tokens per second after the first token; `undefined` before a measure. */
   readonly tokensPerSecond: number | undefined
+}
+
+const emptyMeter: Meter = {
+  inputTokens: 0,
+  outputTokens: 0,
+  spent: 0,
+  periodSpent: 0,
+  periodStart: 0,
+  ttftTotalMs: 0,
+  ttftCount: 0,
+  tokensPerSecond: undefined
+}
+
+const quotaOf = (endpoint: Endpoint): Quota | undefined => {
+  const limits = endpoint.limits
+  if (limits === undefined || (limits.rpm === undefined && limits.tpm === undefined && limits.rpd === undefined)) {
+    return undefined
+  }
+  return {
+    requestWindow: limits.rpm === undefined ? undefined : SlidingWindow.make(limits.rpm, 60_000),
+    tokenWindow: limits.tpm === undefined ? undefined : SlidingWindow.make(limits.tpm, 60_000),
+    dayWindow: limits.rpd === undefined ? undefined : SlidingWindow.make(limits.rpd, 86_400_000),
+    providerRequests: undefined,
+    providerTokens: undefined
+  }
 }
 
 /**
@@ -106,19 +157,8 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   closedAt: -Infinity,
   latency: undefined,
   samples: LatencyWindow.make(),
-  requestWindow: endpoint.limits?.rpm === undefined ? undefined : SlidingWindow.make(endpoint.limits.rpm, 60_000),
-  tokenWindow: endpoint.limits?.tpm === undefined ? undefined : SlidingWindow.make(endpoint.limits.tpm, 60_000),
-  dayWindow: endpoint.limits?.rpd === undefined ? undefined : SlidingWindow.make(endpoint.limits.rpd, 86_400_000),
-  providerRequests: undefined,
-  providerTokens: undefined,
-  inputTokens: 0,
-  outputTokens: 0,
-  spent: 0,
-  periodSpent: 0,
-  periodStart: 0,
-  ttftTotalMs: 0,
-  ttftCount: 0,
-  tokensPerSecond: undefined
+  quota: quotaOf(endpoint),
+  meter: emptyMeter
 })
 
 type Mutable = { -readonly [K in keyof EndpointState]: EndpointState[K] }
@@ -148,19 +188,8 @@ const clone = (s: EndpointState): Mutable => ({
   closedAt: s.closedAt,
   latency: s.latency,
   samples: s.samples,
-  requestWindow: s.requestWindow,
-  tokenWindow: s.tokenWindow,
-  dayWindow: s.dayWindow,
-  providerRequests: s.providerRequests,
-  providerTokens: s.providerTokens,
-  inputTokens: s.inputTokens,
-  outputTokens: s.outputTokens,
-  spent: s.spent,
-  periodSpent: s.periodSpent,
-  periodStart: s.periodStart,
-  ttftTotalMs: s.ttftTotalMs,
-  ttftCount: s.ttftCount,
-  tokensPerSecond: s.tokensPerSecond
+  quota: s.quota,
+  meter: s.meter
 })
 
 /**
@@ -196,39 +225,35 @@ export const admission = (state: EndpointState, now: number, tokens = 0): Admiss
   const max = state.endpoint.maxConcurrency
   if (max !== undefined && state.active >= max) return "at-capacity"
   if (state.endpoint.budget !== undefined && overBudget(state, now)) return "over-budget"
-  return hasLimits(state) ? headroomFor(state, now, tokens) ?? result : result
+  return state.quota !== undefined ? headroomFor(state.quota, now, tokens) ?? result : result
 }
-
-const hasLimits = (state: EndpointState): boolean =>
-  state.requestWindow !== undefined || state.tokenWindow !== undefined || state.dayWindow !== undefined ||
-  state.providerRequests !== undefined || state.providerTokens !== undefined
 
 /** Whether a provider allowance still applies at `now` and has less than `amount` left. */
 const short = (allowance: Allowance | undefined, now: number, amount: number): boolean =>
   allowance !== undefined && now < allowance.resetAt && allowance.remaining < Math.max(1, amount)
 
 /** `undefined` when one request of `tokens` tokens fits every limit, else why not. */
-const headroomFor = (state: EndpointState, now: number, tokens: number): "no-headroom" | "too-large" | undefined => {
-  const tw = state.tokenWindow
+const headroomFor = (quota: Quota, now: number, tokens: number): "no-headroom" | "too-large" | undefined => {
+  const tw = quota.tokenWindow
   if (tw !== undefined && tokens > tw.limit) return "too-large"
   if (
-    (state.requestWindow !== undefined && !SlidingWindow.fits(state.requestWindow, now, 1)) ||
-    (state.dayWindow !== undefined && !SlidingWindow.fits(state.dayWindow, now, 1)) ||
+    (quota.requestWindow !== undefined && !SlidingWindow.fits(quota.requestWindow, now, 1)) ||
+    (quota.dayWindow !== undefined && !SlidingWindow.fits(quota.dayWindow, now, 1)) ||
     (tw !== undefined && !SlidingWindow.fits(tw, now, tokens)) ||
-    short(state.providerRequests, now, 1) ||
-    (tokens > 0 && short(state.providerTokens, now, tokens))
+    short(quota.providerRequests, now, 1) ||
+    (tokens > 0 && short(quota.providerTokens, now, tokens))
   ) return "no-headroom"
   return undefined
 }
 
 /** When one request of `tokens` tokens fits every limit again (epoch ms). */
-const headroomAt = (state: EndpointState, now: number, tokens: number): number => {
+const headroomAt = (quota: Quota, now: number, tokens: number): number => {
   let at = now
-  if (state.requestWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(state.requestWindow, now, 1))
-  if (state.dayWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(state.dayWindow, now, 1))
-  if (state.tokenWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(state.tokenWindow, now, tokens))
-  if (short(state.providerRequests, now, 1)) at = Math.max(at, state.providerRequests!.resetAt)
-  if (tokens > 0 && short(state.providerTokens, now, tokens)) at = Math.max(at, state.providerTokens!.resetAt)
+  if (quota.requestWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(quota.requestWindow, now, 1))
+  if (quota.dayWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(quota.dayWindow, now, 1))
+  if (quota.tokenWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(quota.tokenWindow, now, tokens))
+  if (short(quota.providerRequests, now, 1)) at = Math.max(at, quota.providerRequests!.resetAt)
+  if (tokens > 0 && short(quota.providerTokens, now, tokens)) at = Math.max(at, quota.providerTokens!.resetAt)
   return at
 }
 
@@ -244,7 +269,7 @@ export const budgetPeriod = (periodMs: number, now: number): number => Math.floo
 export const spentInPeriod = (state: EndpointState, now: number): number => {
   const budget = state.endpoint.budget
   if (budget === undefined) return 0
-  return budgetPeriod(Duration.toMillis(budget.period), now) === state.periodStart ? state.periodSpent : 0
+  return budgetPeriod(Duration.toMillis(budget.period), now) === state.meter.periodStart ? state.meter.periodSpent : 0
 }
 
 const overBudget = (state: EndpointState, now: number): boolean =>
@@ -275,12 +300,13 @@ export const headroom = (state: EndpointState, now: number, tokens = 0): number 
   let share = 1
   const max = state.endpoint.maxConcurrency
   if (max !== undefined) share = Math.max(0, 1 - state.active / max)
-  if (state.requestWindow !== undefined) share = Math.min(share, SlidingWindow.headroom(state.requestWindow, now))
-  if (state.dayWindow !== undefined) share = Math.min(share, SlidingWindow.headroom(state.dayWindow, now))
-  const tw = state.tokenWindow
+  const quota = state.quota
+  if (quota === undefined) return share
+  if (quota.requestWindow !== undefined) share = Math.min(share, SlidingWindow.headroom(quota.requestWindow, now))
+  if (quota.dayWindow !== undefined) share = Math.min(share, SlidingWindow.headroom(quota.dayWindow, now))
+  const tw = quota.tokenWindow
   if (tw !== undefined) share = Math.min(share, Math.max(0, 1 - (SlidingWindow.used(tw, now) + tokens) / tw.limit))
-  share = Math.min(share, allowanceShare(state.providerRequests, now), allowanceShare(state.providerTokens, now))
-  return share
+  return Math.min(share, allowanceShare(quota.providerRequests, now), allowanceShare(quota.providerTokens, now))
 }
 
 const allowanceShare = (allowance: Allowance | undefined, now: number): number =>
@@ -303,7 +329,7 @@ export const availableAt = (state: EndpointState, now: number, tokens = 0): numb
     case "cooling-down":
       return state.circuit._tag === "Open" ? Math.max(state.circuit.until, state.cooldownUntil) : state.cooldownUntil
     case "no-headroom": {
-      const at = headroomAt(state, now, tokens)
+      const at = headroomAt(state.quota!, now, tokens)
       return at > now && Number.isFinite(at) ? at : undefined
     }
     case "over-budget": {
@@ -351,7 +377,7 @@ export const status = (state: EndpointState, now: number): Health.Status => {
 export const onAcquire = (state: EndpointState, probe: boolean, now?: number, tokens = 0): EndpointState => {
   const next = clone(state)
   next.active = state.active + 1
-  if (now !== undefined && hasLimits(state)) reserve(next, state, now, tokens)
+  if (now !== undefined && state.quota !== undefined) next.quota = reserve(state.quota, now, tokens)
   const circuit = state.circuit
   if (probe && circuit._tag !== "Closed") {
     next.circuit = circuit._tag === "HalfOpen"
@@ -362,12 +388,34 @@ export const onAcquire = (state: EndpointState, probe: boolean, now?: number, to
 }
 
 /** Counts one request of `tokens` estimated tokens against every limit. */
-const reserve = (next: Mutable, state: EndpointState, now: number, tokens: number): void => {
-  if (state.requestWindow !== undefined) next.requestWindow = SlidingWindow.add(state.requestWindow, now, 1)
-  if (state.dayWindow !== undefined) next.dayWindow = SlidingWindow.add(state.dayWindow, now, 1)
-  if (state.tokenWindow !== undefined && tokens > 0) next.tokenWindow = SlidingWindow.add(state.tokenWindow, now, tokens)
-  next.providerRequests = spend(state.providerRequests, now, 1)
-  if (tokens > 0) next.providerTokens = spend(state.providerTokens, now, tokens)
+const reserve = (quota: Quota, now: number, tokens: number): Quota => ({
+  requestWindow: quota.requestWindow === undefined ? undefined : SlidingWindow.add(quota.requestWindow, now, 1),
+  tokenWindow: quota.tokenWindow === undefined || tokens === 0
+    ? quota.tokenWindow
+    : SlidingWindow.add(quota.tokenWindow, now, tokens),
+  dayWindow: quota.dayWindow === undefined ? undefined : SlidingWindow.add(quota.dayWindow, now, 1),
+  providerRequests: spend(quota.providerRequests, now, 1),
+  providerTokens: tokens > 0 ? spend(quota.providerTokens, now, tokens) : quota.providerTokens
+})
+
+const noQuota: Quota = {
+  requestWindow: undefined,
+  tokenWindow: undefined,
+  dayWindow: undefined,
+  providerRequests: undefined,
+  providerTokens: undefined
+}
+
+/** A quota with the provider's word on what is left in place of what we had. */
+const hinted = (quota: Quota | undefined, remaining: Remaining): Quota => {
+  const q = quota ?? noQuota
+  return {
+    requestWindow: q.requestWindow,
+    tokenWindow: q.tokenWindow,
+    dayWindow: q.dayWindow,
+    providerRequests: remaining.requests ?? q.providerRequests,
+    providerTokens: remaining.tokens ?? q.providerTokens
+  }
 }
 
 /** An allowance less `amount`; one that has reset is forgotten. */
@@ -400,50 +448,66 @@ export interface Measured {
  */
 export const onProviderHint = (state: EndpointState, remaining: Remaining): EndpointState => {
   const next = clone(state)
-  if (remaining.requests !== undefined) next.providerRequests = remaining.requests
-  if (remaining.tokens !== undefined) next.providerTokens = remaining.tokens
+  next.quota = hinted(state.quota, remaining)
   return next
 }
 
 /** Records usage, spend, throughput and the corrected token count on `next`. */
 const measure = (next: Mutable, state: EndpointState, now: number, latencyMs: number | undefined, m: Measured) => {
-  if (m.rateLimit !== undefined) {
-    if (m.rateLimit.requests !== undefined) next.providerRequests = m.rateLimit.requests
-    if (m.rateLimit.tokens !== undefined) next.providerTokens = m.rateLimit.tokens
-  }
+  if (m.rateLimit !== undefined) next.quota = hinted(state.quota, m.rateLimit)
+  const before = state.meter
+  const meter = { ...before }
   if (m.ttftMs !== undefined) {
-    next.ttftTotalMs = state.ttftTotalMs + m.ttftMs
-    next.ttftCount = state.ttftCount + 1
+    meter.ttftTotalMs = before.ttftTotalMs + m.ttftMs
+    meter.ttftCount = before.ttftCount + 1
   }
   const usage = m.usage
-  if (usage === undefined) return
-  next.inputTokens = state.inputTokens + usage.inputTokens
-  next.outputTokens = state.outputTokens + usage.outputTokens
-  if (state.tokenWindow !== undefined) {
-    next.tokenWindow = SlidingWindow.adjust(
-      next.tokenWindow ?? state.tokenWindow,
-      m.reservedAt,
-      usage.inputTokens + usage.outputTokens - m.reservedTokens
-    )
-  }
-  const cost = state.endpoint.cost
-  if (cost !== undefined) {
-    const price = (usage.inputTokens * cost.inputPerMillion + usage.outputTokens * cost.outputPerMillion) / 1_000_000
-    next.spent = state.spent + price
-    const budget = state.endpoint.budget
-    if (budget !== undefined) {
-      const start = budgetPeriod(Duration.toMillis(budget.period), now)
-      next.periodSpent = (start === state.periodStart ? state.periodSpent : 0) + price
-      next.periodStart = start
+  if (usage !== undefined) {
+    meter.inputTokens = before.inputTokens + usage.inputTokens
+    meter.outputTokens = before.outputTokens + usage.outputTokens
+    const quota = next.quota
+    if (quota?.tokenWindow !== undefined) {
+      next.quota = {
+        ...quota,
+        tokenWindow: SlidingWindow.adjust(
+          quota.tokenWindow,
+          m.reservedAt,
+          usage.inputTokens + usage.outputTokens - m.reservedTokens
+        )
+      }
+    }
+    const price = costOf(state.endpoint, usage)
+    if (price > 0) {
+      meter.spent = before.spent + price
+      const budget = state.endpoint.budget
+      if (budget !== undefined) {
+        const start = budgetPeriod(Duration.toMillis(budget.period), now)
+        meter.periodSpent = (start === before.periodStart ? before.periodSpent : 0) + price
+        meter.periodStart = start
+      }
+    }
+    if (latencyMs !== undefined && usage.outputTokens > 0) {
+      const generatingMs = latencyMs - (m.ttftMs ?? 0)
+      if (generatingMs > 0) {
+        const rate = usage.outputTokens / (generatingMs / 1000)
+        meter.tokensPerSecond = before.tokensPerSecond === undefined ? rate : 0.8 * before.tokensPerSecond + 0.2 * rate
+      }
     }
   }
-  if (latencyMs !== undefined && usage.outputTokens > 0) {
-    const generatingMs = latencyMs - (m.ttftMs ?? 0)
-    if (generatingMs > 0) {
-      const rate = usage.outputTokens / (generatingMs / 1000)
-      next.tokensPerSecond = state.tokensPerSecond === undefined ? rate : 0.8 * state.tokensPerSecond + 0.2 * rate
-    }
-  }
+  next.meter = meter
+}
+
+/**
+ * What reported usage cost on the endpoint, by its `cost` (0 without prices).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const costOf = (endpoint: Endpoint, usage: Usage): number => {
+  const cost = endpoint.cost
+  return cost === undefined
+    ? 0
+    : (usage.inputTokens * cost.inputPerMillion + usage.outputTokens * cost.outputPerMillion) / 1_000_000
 }
 
 /**
@@ -759,4 +823,4 @@ export const latencySamples = (state: EndpointState): number => state.samples.co
  * @category getters
  */
 export const averageTtftMs = (state: EndpointState): number | undefined =>
-  state.ttftCount > 0 ? state.ttftTotalMs / state.ttftCount : undefined
+  state.meter.ttftCount > 0 ? state.meter.ttftTotalMs / state.meter.ttftCount : undefined

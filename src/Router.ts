@@ -54,9 +54,10 @@ export interface Policy {
    * interrupted (its lease released). A hedge is paid from the retry budget; without
    * budget, or without another endpoint, the attempt simply goes on alone.
    *
-   * `delay: "p95"` waits for the 95th percentile of the endpoint's last 128 successful
-   * attempts through this router (at least `minDelay`); until `minSamples` (default 20)
-   * were seen, the endpoint's attempts are not hedged.
+   * `delay: "p95"` waits for the 95th percentile of the endpoint's last 256 successful
+   * calls as the balancer measured them (`Balancer.latencyQuantile`; time to first token
+   * for streamed calls), at least `minDelay`; until `minSamples` (default 20) were
+   * measured, the endpoint's attempts are not hedged.
    */
   readonly hedge?:
     | { readonly delay: Duration.DurationInput }

@@ -179,7 +179,7 @@ describe("health", () => {
 
   it.scoped("forceUnhealthy holds an endpoint out past any recovery until forceHealthy", () =>
     Effect.gen(function*() {
-      const b = yield* makeBalancer({ endpoints: [endpoint("a"), endpoint("b")] })
+      const b = yield* makeBalancer({ endpoints: [endpoint("a"), endpoint("b")], strategy: "round-robin" })
       yield* b.forceUnhealthy("a")
       yield* TestClock.adjust("1 hour")
       expect(yield* pick(b, 3)).toEqual(["b", "b", "b"])

@@ -375,7 +375,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Effect.flatMap(acquireWith(hints, restore), (lease) =>
           Effect.flatMap(
             Effect.exit(restore(f(lease.endpoint, lease))),
-            (exit) => Effect.zipRight(settle(lease, (_, latencyMs, jitter) => endingOfExit(exit, latencyMs, jitter)), exit)
+            (exit) =>
+              Effect.zipRight(settle(lease, (_, latencyMs, jitter) => endingOfExit(exit, latencyMs, jitter)), exit)
           ))
       )
 
@@ -471,7 +472,18 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         entries.filter((e) => EndpointState.status(e, now) !== "unhealthy").map((e) => e.endpoint)
       ),
       stats: withLive((entries, now) => entries.map((e) => statsOf(e, now))),
-      summary: Effect.map(Ref.get(ref), (table) => summaryOf(table, strategy.name, arms, clock.unsafeCurrentTimeMillis())),
+      latencyQuantile: (name, q) =>
+        Effect.map(Ref.get(ref), (table) => {
+          const index = Table.find(table, name)
+          if (index === -1) return undefined
+          const entry = table.entries[index]
+          const ms = EndpointState.latencyQuantile(entry, q)
+          return ms === undefined ? undefined : { ms, samples: EndpointState.latencySamples(entry) }
+        }),
+      summary: Effect.map(
+        Ref.get(ref),
+        (table) => summaryOf(table, strategy.name, arms, clock.unsafeCurrentTimeMillis())
+      ),
       events: Stream.fromPubSub(pubsub),
       subscribe: PubSub.subscribe(pubsub),
       reportAttempt: (event) => PubSub.publish(pubsub, event).pipe(Effect.asVoid)
@@ -490,7 +502,7 @@ interface ArmCounters {
 }
 
 const spentOn = (table: Table.Table, id: number): number => {
-  for (const e of table.entries) if (e.id === id) return e.spent
+  for (const e of table.entries) if (e.id === id) return e.meter.spent
   return 0
 }
 
@@ -521,7 +533,7 @@ const summaryOf = (
   now: number
 ): Summary => {
   let spent = 0
-  for (const e of table.entries) spent += e.spent
+  for (const e of table.entries) spent += e.meter.spent
   const budget = table.budget
   return {
     strategy,
@@ -551,6 +563,9 @@ const round = (n: number, digits: number) => {
 }
 
 const nullable = (n: number | undefined): number | null => n === undefined ? null : round(n, 1)
+
+const windowCount = (window: SlidingWindow.SlidingWindow | undefined, now: number): number | null =>
+  window === undefined ? null : Math.round(SlidingWindow.used(window, now))
 
 export const statsOf = (e: EndpointState.EndpointState, now: number): EndpointStats => {
   const average = EndpointState.averageLatencyMs(e)
@@ -582,14 +597,14 @@ export const statsOf = (e: EndpointState.EndpointState, now: number): EndpointSt
     latencyP99Ms: nullable(EndpointState.latencyQuantile(e, 0.99)),
     latencyEstimateMs: nullable(EndpointState.latencyEstimateMs(e, now)),
     avgTimeToFirstTokenMs: nullable(EndpointState.averageTtftMs(e)),
-    tokensPerSecond: nullable(e.tokensPerSecond),
-    inputTokens: e.inputTokens,
-    outputTokens: e.outputTokens,
+    tokensPerSecond: nullable(e.meter.tokensPerSecond),
+    inputTokens: e.meter.inputTokens,
+    outputTokens: e.meter.outputTokens,
     headroom: round(EndpointState.headroom(e, now), 3),
-    requestsLastMinute: e.requestWindow === undefined ? null : Math.round(SlidingWindow.used(e.requestWindow, now)),
-    tokensLastMinute: e.tokenWindow === undefined ? null : Math.round(SlidingWindow.used(e.tokenWindow, now)),
-    requestsLastDay: e.dayWindow === undefined ? null : Math.round(SlidingWindow.used(e.dayWindow, now)),
-    spent: round(e.spent, 6),
+    requestsLastMinute: windowCount(e.quota?.requestWindow, now),
+    tokensLastMinute: windowCount(e.quota?.tokenWindow, now),
+    requestsLastDay: windowCount(e.quota?.dayWindow, now),
+    spent: round(e.meter.spent, 6),
     budget: e.endpoint.budget === undefined ? null : {
       limit: e.endpoint.budget.limit,
       spent: round(EndpointState.spentInPeriod(e, now), 6),

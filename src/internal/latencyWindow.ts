@@ -26,13 +26,16 @@ export const make = (): LatencyWindow => ({
   next: 0
 })
 
-/** The first index in `sorted[0 .. count)` whose value is >= `x`. */
-const lowerBound = (sorted: Float64Array, count: number, x: number): number => {
+/**
+ * The first index in `sorted[0 .. count)` whose value is > `x`. Removing and inserting at
+ * the end of a run of equal values moves the fewest samples (none when latencies repeat).
+ */
+const upperBound = (sorted: Float64Array, count: number, x: number): number => {
   let lo = 0
   let hi = count
   while (lo < hi) {
     const mid = (lo + hi) >> 1
-    if (sorted[mid] < x) lo = mid + 1
+    if (sorted[mid] <= x) lo = mid + 1
     else hi = mid
   }
   return lo
@@ -44,12 +47,12 @@ export const add = (window: LatencyWindow, latencyMs: number): void => {
   if (count === size) {
     // the oldest sample leaves the sorted copy
     const old = window.samples[window.next]
-    const at = lowerBound(sorted, count, old)
-    sorted.copyWithin(at, at + 1, count)
+    const at = upperBound(sorted, count, old) - 1
+    if (at + 1 < count) sorted.copyWithin(at, at + 1, count)
     count--
   }
-  const at = lowerBound(sorted, count, latencyMs)
-  sorted.copyWithin(at + 1, at, count)
+  const at = upperBound(sorted, count, latencyMs)
+  if (at < count) sorted.copyWithin(at + 1, at, count)
   sorted[at] = latencyMs
   window.count = count + 1
   window.samples[window.next] = latencyMs

@@ -20,7 +20,6 @@ import type { ConfigIssue } from "../Errors.js"
 import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
-import * as LatencyWindow from "./latencyWindow.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 
@@ -138,8 +137,6 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
     }
     const cell = shared
     const defaults: Policy = options?.defaults ?? {}
-    // each endpoint's recent successful attempt latencies, for hedging at p95
-    const latencies = new Map<string, LatencyWindow.LatencyWindow>()
     const withdraw = () => {
       const [allowed, next] = RetryBudget.withdraw(cell.budget, clock.unsafeCurrentTimeMillis(), settings)
       cell.budget = next
@@ -173,13 +170,14 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         const attemptTimeoutMs = toMillis(p.attemptTimeout, Infinity)
         const hedge = p.hedge
         /** How long the twin waits for an attempt on `endpoint`; `undefined`: no hedge for it. */
-        const hedgeDelayFor = (endpoint: Endpoint): Duration.Duration | undefined => {
-          if (hedge === undefined) return undefined
-          if (hedge.delay !== "p95") return Duration.decode(hedge.delay)
-          const window = latencies.get(endpoint.name)
-          if (window === undefined || window.count < (hedge.minSamples ?? 20)) return undefined
-          const p95 = LatencyWindow.quantile(window, 0.95) ?? 0
-          return Duration.millis(Math.max(p95, toMillis(hedge.minDelay, 0)))
+        const hedgeDelayFor = (endpoint: Endpoint): Effect.Effect<Duration.Duration | undefined> => {
+          if (hedge === undefined) return Effect.succeed(undefined)
+          if (hedge.delay !== "p95") return Effect.succeed(Duration.decode(hedge.delay))
+          const { minDelay, minSamples } = hedge
+          return Effect.map(balancer.latencyQuantile(endpoint.name, 0.95), (p95) =>
+            p95 === undefined || p95.samples < (minSamples ?? 20)
+              ? undefined
+              : Duration.millis(Math.max(p95.ms, toMillis(minDelay, 0))))
         }
         const hints: Hints = p.hints ?? {}
         cell.budget = RetryBudget.deposit(cell.budget, start, settings)
@@ -217,7 +215,9 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
             Effect.suspend(() => {
               const startedAt = clock.unsafeCurrentTimeMillis()
               onStart?.(endpoint)
-              if (!tried.includes(endpoint.name)) tried.push(endpoint.name)
+              if (!tried.includes(endpoint.name)) {
+                tried.push(endpoint.name)
+              }
               const tier = p.tiers?.[endpoint.priority]
               perTier.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
               const ownLimit = toMillis(tier?.attemptTimeout, attemptTimeoutMs)
@@ -258,17 +258,12 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                     lastFailure = { error: e, endpoint }
                     return record(e._tag)
                   },
-                  onSuccess: () => {
-                    let window = latencies.get(endpoint.name)
-                    if (window === undefined) {
-                      window = LatencyWindow.make()
-                      latencies.set(endpoint.name, window)
-                    }
-                    LatencyWindow.add(window, clock.unsafeCurrentTimeMillis() - startedAt)
-                    return record("Success")
-                  }
+                  onSuccess: () =>
+                    record("Success")
                 }),
-                Effect.onInterrupt(() => record("Cancelled")),
+                Effect.onInterrupt(() =>
+                  record("Cancelled")
+                ),
                 Effect.map((value) => [value, endpoint] as const),
                 Effect.withSpan("effect-llm-balancer.attempt", {
                   attributes: {
@@ -302,10 +297,10 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
             ).pipe(
               Effect.tapError(() => Deferred.succeed(primaryFailed, undefined))
             )
-            const hedgeTimer = Effect.flatMap(Deferred.await(started), (endpoint) => {
-              const delay = hedgeDelayFor(endpoint)
-              return delay === undefined ? Effect.never : Effect.as(Effect.sleep(delay), true)
-            })
+            const hedgeTimer = Effect.flatMap(
+              Effect.flatMap(Deferred.await(started), hedgeDelayFor),
+              (delay) => delay === undefined ? Effect.never : Effect.as(Effect.sleep(delay), true)
+            )
             const twin = Effect.raceFirst(
               hedgeTimer,
               Effect.as(Deferred.await(primaryFailed), false)

@@ -84,7 +84,13 @@ export const adjust = (window: SlidingWindow, at: number, delta: number): Slidin
   const before = counts[mod(bucket)]
   const after = Math.max(0, before + delta)
   counts[mod(bucket)] = after
-  return { limit: window.limit, widthMs: window.widthMs, counts, head: window.head, total: window.total + after - before }
+  return {
+    limit: window.limit,
+    widthMs: window.widthMs,
+    counts,
+    head: window.head,
+    total: window.total + after - before
+  }
 }
 
 /** Whether `amount` more fits in the window at `now`. */

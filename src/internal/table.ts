@@ -74,7 +74,8 @@ const capped = (table: Table, now: number): boolean =>
   table.budget !== undefined && spentInPeriod(table, now) >= table.budget.limit
 
 const costly = (entry: EndpointState.EndpointState): boolean =>
-  entry.endpoint.cost !== undefined && (entry.endpoint.cost.inputPerMillion > 0 || entry.endpoint.cost.outputPerMillion > 0)
+  entry.endpoint.cost !== undefined &&
+  (entry.endpoint.cost.inputPerMillion > 0 || entry.endpoint.cost.outputPerMillion > 0)
 
 export type AcquireResult =
   | {
@@ -382,7 +383,9 @@ export const release = (
   }
   const events = transitions(before, after, now)
   let next = replace(table, index, after.removed && after.active === 0 ? undefined : after)
-  if (table.budget !== undefined && after.spent > before.spent) next = addSpend(next, after.spent - before.spent, now)
+  if (table.budget !== undefined && after.meter.spent > before.meter.spent) {
+    next = addSpend(next, after.meter.spent - before.meter.spent, now)
+  }
   const group = after.endpoint.quotaGroup
   return group !== undefined && after.cooldownUntil > before.cooldownUntil
     ? coolGroup(next, group, after, now, events)
