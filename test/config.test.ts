@@ -115,6 +115,18 @@ const fieldCases: ReadonlyArray<FieldCase> = [
   fieldCase("apiKey of the wrong type", { apiKey: 12345 }, "apiKey", "must be a non-empty string or a Redacted string"),
   fieldCase("empty apiKey", { apiKey: "" }, "apiKey", "must be a non-empty string"),
   fieldCase("explicit undefined for an optional field", { weight: undefined }, "weight", "Expected number"),
+  fieldCase("zero budget", { budget: { limit: 0 } }, "budget.limit", "must be a finite number greater than 0, got 0"),
+  fieldCase("budget without a limit", { budget: { period: "1 day" } }, "budget.limit", "is missing"),
+  fieldCase("budget period of 0", { budget: { limit: 5, period: "0 seconds" } }, "budget.period", "longer than 0"),
+  fieldCase("budget period unparsable", { budget: { limit: 5, period: "monthly" } }, "budget.period", "duration"),
+  fieldCase(
+    "budget softLimit above 1",
+    { budget: { limit: 5, softLimit: 2 } },
+    "budget.softLimit",
+    "must be a number from 0 to 1, got 2"
+  ),
+  fieldCase("typo inside budget", { budget: { limit: 5, limt: 1 } }, "budget.limt", "is unexpected"),
+  fieldCase("empty group", { group: "" }, "group", "must not be empty"),
   { label: "endpoint not an object", input: 42, path: "", fragment: "Expected" },
   { label: "endpoint is null", input: null, path: "", fragment: "Expected" },
   { label: "endpoint is an array", input: [], path: "", fragment: "Expected" }
@@ -325,6 +337,21 @@ describe("bad balancer options", () => {
       ])
     }))
 
+  it.effect("a bad balancer budget names each field", () =>
+    Effect.gen(function*() {
+      const error = yield* makeError(
+        optionsOf({ endpoints: [base], budget: { limit: -2, period: "0 seconds", softLimit: 2, cap: 1 } })
+      )
+      expect(error.issues.map((i) => i.path).sort()).toEqual([
+        "budget.cap",
+        "budget.limit",
+        "budget.period",
+        "budget.softLimit"
+      ])
+      expectIssue(error, "budget.limit", "must be a finite number greater than 0, got -2")
+      expectIssue(yield* makeError(optionsOf({ endpoints: [base], budget: 5 })), "budget", "Expected")
+    }))
+
   it.effect("several errors at once are all reported, in make and in layer", () =>
     Effect.gen(function*() {
       const options = optionsOf({
@@ -442,10 +469,20 @@ describe("BalancerLive through ConfigProvider", () => {
       endpoints: [
         { ...base, apiKey: CANARY, recoveryTimeout: "10 seconds", weight: 2, tags: ["vision", "region:eu"] },
         { ...other, recoveryTimeout: "1500", limits: { rpm: 60 }, cost: { inputPerMillion: 0.8, outputPerMillion: 4 } },
-        { name: "c", provider: "openai", model: "gpt-4o", priority: 1, recoveryTimeout: 2500, maxConcurrency: 4 }
+        {
+          name: "c",
+          provider: "openai",
+          model: "gpt-4o",
+          priority: 1,
+          recoveryTimeout: 2500,
+          maxConcurrency: 4,
+          group: "smart",
+          budget: { limit: 20, period: "1 hour", softLimit: 0.5 }
+        }
       ],
       strategy: "round-robin",
-      health: { maxFailures: 1, window: "1 minute", degradedErrorRate: 0.5 }
+      health: { maxFailures: 1, window: "1 minute", degradedErrorRate: 0.5 },
+      budget: { limit: 100 }
     }
   }
 
@@ -468,7 +505,13 @@ describe("BalancerLive through ConfigProvider", () => {
       // a bare number in a string is milliseconds, and so is a JSON number
       expect(Duration.toMillis(b.recoveryTimeout!)).toBe(1500)
       expect(Duration.toMillis(c.recoveryTimeout!)).toBe(2500)
-      expect([c.priority, c.maxConcurrency]).toEqual([1, 4])
+      expect([c.priority, c.maxConcurrency, c.group]).toEqual([1, 4, "smart"])
+      expect(c.budget?.limit).toBe(20)
+      expect(Duration.toMillis(c.budget!.period)).toBe(3_600_000)
+      expect(c.budget?.softLimit).toBe(0.5)
+      expect(a.budget).toBeUndefined()
+      const summary = yield* balancer.summary
+      expect(summary.budget).toEqual({ limit: 100, spent: 0, softLimit: 0.8, periodStart: 0, periodEnd: 86_400_000 })
 
       // health.maxFailures 1: one failure opens a circuit for the endpoint's recoveryTimeout
       yield* Effect.flip(balancer.use(() => Effect.fail("boom"), { exclude: ["b", "c"] }))
