@@ -34,6 +34,7 @@ import type * as Health from "./Health.js"
 import * as internal from "./internal/balancer.js"
 import * as internalConfig from "./internal/balancerConfig.js"
 import type * as Outcome from "./Outcome.js"
+import type * as RateLimit from "./RateLimit.js"
 import type * as Strategy from "./Strategy.js"
 
 /**
@@ -49,6 +50,30 @@ export interface Lease {
   readonly startedAt: number
   /** True when this call is a half-open circuit's probe. */
   readonly probe: boolean
+  /**
+   * Records what the call learned before it ends: the tokens it used, what the provider's
+   * headers say is left of its limits. `use` reports it when the call ends, and so does
+   * `release` for what its outcome does not say itself. A later report overrides an
+   * earlier one field by field.
+   */
+  readonly report: (report: Report) => Effect.Effect<void>
+  /**
+   * Marks that the first token of a streamed answer arrived now: its time to first token
+   * (from `startedAt`) is the latency routing by speed uses.
+   */
+  readonly firstToken: Effect.Effect<void>
+}
+
+/**
+ * What a call reports about itself through `Lease.report`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Report {
+  readonly usage?: Outcome.Usage | undefined
+  readonly rateLimit?: RateLimit.Remaining | undefined
+  readonly timeToFirstToken?: Duration.DurationInput | undefined
 }
 
 /**

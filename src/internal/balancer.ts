@@ -1,6 +1,6 @@
-import type { Scope } from "effect"
+import type { Clock, Scope } from "effect"
 import { Cause, Duration, Effect, Either, Exit, Metric, PubSub, Random, Ref, Stream } from "effect"
-import type { BalancerService, EndpointStats, Hints, Lease, Options, Summary } from "../Balancer.js"
+import type { BalancerService, EndpointStats, Hints, Lease, Options, Report, Summary } from "../Balancer.js"
 import * as Endpoint from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
 import type { ConfigIssue } from "../Errors.js"
@@ -8,6 +8,7 @@ import { InvalidConfig, NoEndpointAvailable, UnknownEndpoint } from "../Errors.j
 import { Event } from "../Event.js"
 import * as Health from "../Health.js"
 import type * as Outcome from "../Outcome.js"
+import type * as RateLimit from "../RateLimit.js"
 import * as Strategy from "../Strategy.js"
 import * as config from "./config.js"
 import * as random from "./random.js"
@@ -18,8 +19,12 @@ import { Waiters } from "./waiters.js"
 class LeaseImpl implements Lease {
   /** Set by the first release; a second release of the same lease does nothing. */
   settled = false
+  /** What the call reported through `report` and `firstToken`. */
+  usage: Outcome.Usage | undefined = undefined
+  rateLimit: RateLimit.Remaining | undefined = undefined
+  ttftMs: number | undefined = undefined
   constructor(
-    readonly owner: object,
+    readonly owner: { readonly clock: Clock.Clock },
     readonly endpoint: Endpoint.Endpoint,
     readonly id: number,
     readonly startedAt: number,
@@ -30,6 +35,33 @@ class LeaseImpl implements Lease {
   ) {}
   get probe(): boolean {
     return this.probeOf !== undefined
+  }
+  report(report: Report): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (report.usage !== undefined) this.usage = report.usage
+      if (report.rateLimit !== undefined) this.rateLimit = report.rateLimit
+      if (report.timeToFirstToken !== undefined) {
+        this.ttftMs = Duration.toMillis(Duration.decode(report.timeToFirstToken))
+      }
+    })
+  }
+  get firstToken(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (this.ttftMs === undefined) this.ttftMs = this.owner.clock.unsafeCurrentTimeMillis() - this.startedAt
+    })
+  }
+  /** What the call measured besides its latency, or `undefined` when nothing. */
+  measured(
+    usage: Outcome.Usage | undefined,
+    rateLimit: RateLimit.Remaining | undefined,
+    ttftMs: number | undefined
+  ): EndpointState.Measured | undefined {
+    const u = usage ?? this.usage
+    const r = rateLimit ?? this.rateLimit
+    const t = ttftMs ?? this.ttftMs
+    return u === undefined && r === undefined && t === undefined
+      ? undefined
+      : { ttftMs: t, usage: u, rateLimit: r, reservedAt: this.startedAt, reservedTokens: this.reservedTokens }
   }
 }
 
@@ -139,23 +171,18 @@ const endingOf = (
       return {
         _tag: "Success",
         latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency),
-        measured: outcome.usage === undefined && outcome.timeToFirstToken === undefined &&
-            outcome.rateLimit === undefined
-          ? undefined
-          : {
-            ttftMs: outcome.timeToFirstToken === undefined ? undefined : Duration.toMillis(outcome.timeToFirstToken),
-            usage: outcome.usage,
-            rateLimit: outcome.rateLimit,
-            reservedAt: lease.startedAt,
-            reservedTokens: lease.reservedTokens
-          }
+        measured: lease.measured(
+          outcome.usage,
+          outcome.rateLimit,
+          outcome.timeToFirstToken === undefined ? undefined : Duration.toMillis(outcome.timeToFirstToken)
+        )
       }
     case "Failure":
       return {
         _tag: "Failure",
         error: outcome.error,
         latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency),
-        rateLimit: outcome.rateLimit,
+        rateLimit: outcome.rateLimit ?? lease.rateLimit,
         countsAgainstHealth: outcome.countsAgainstHealth,
         jitter
       }
@@ -166,15 +193,22 @@ const endingOf = (
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
-const endingOfExit = (exit: Exit.Exit<unknown, unknown>, latencyMs: number, jitter: () => number): Table.Ending => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success", latencyMs, measured: undefined }
+const endingOfExit = (
+  exit: Exit.Exit<unknown, unknown>,
+  lease: LeaseImpl,
+  latencyMs: number,
+  jitter: () => number
+): Table.Ending => {
+  if (Exit.isSuccess(exit)) {
+    return { _tag: "Success", latencyMs, measured: lease.measured(undefined, undefined, undefined) }
+  }
   if (Cause.isInterruptedOnly(exit.cause)) return cancelled
   const failure = Cause.failureOption(exit.cause)
   return {
     _tag: "Failure",
     error: failure._tag === "Some" ? failure.value : Cause.squash(exit.cause),
     latencyMs,
-    rateLimit: undefined,
+    rateLimit: lease.rateLimit,
     countsAgainstHealth: undefined,
     jitter
   }
@@ -235,7 +269,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     // per experiment arm: what its picks did (see Strategy.experiment)
     const arms = new Map<string, ArmCounters>()
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Event>(1024), PubSub.shutdown)
-    const owner = {}
+    const owner = { clock }
 
     // Counts the changes that freed capacity. A waiter notes it when its attempt fails and
     // registers only if it has not moved since (one synchronous step), so no wake-up is
@@ -376,7 +410,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           Effect.flatMap(
             Effect.exit(restore(f(lease.endpoint, lease))),
             (exit) =>
-              Effect.zipRight(settle(lease, (_, latencyMs, jitter) => endingOfExit(exit, latencyMs, jitter)), exit)
+              Effect.zipRight(
+                settle(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter)),
+                exit
+              )
           ))
       )
 
