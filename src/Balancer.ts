@@ -62,6 +62,13 @@ export interface Lease {
    * (from `startedAt`) is the latency routing by speed uses.
    */
   readonly firstToken: Effect.Effect<void>
+  /**
+   * Lets the call outlive `use`'s callback: when the callback succeeds, `use` leaves the
+   * lease held, and whoever continues the call releases it with `release` (a stream
+   * handed to its consumer after its first token, say). A callback that fails or is
+   * interrupted releases as usual.
+   */
+  readonly detach: Effect.Effect<void>
 }
 
 /**

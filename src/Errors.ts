@@ -115,6 +115,21 @@ export class UnknownEndpoint extends Data.TaggedError("UnknownEndpoint")<{
 }
 
 /**
+ * A chat request that cannot be sent: `issues` names every bad field
+ * (`messages[0].role`, `maxTokens`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
+  readonly issues: ReadonlyArray<ConfigIssue>
+}> {
+  override get message(): string {
+    return `Invalid request: ${this.issues.map((i) => `${i.path === "" ? "(root)" : i.path}: ${i.message}`).join("; ")}`
+  }
+}
+
+/**
  * What a provider error does to the endpoint that returned it:
  *
  * - `counts`: a health failure (circuit breaker, error rate).

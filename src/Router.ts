@@ -22,7 +22,7 @@
  */
 import type { Duration, Schedule } from "effect"
 import { Context, Effect, Layer } from "effect"
-import type { Balancer, Hints } from "./Balancer.js"
+import type { Balancer, Hints, Lease } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
 import type { Attempt, InvalidConfig, ProviderError, RoutingFailed } from "./Errors.js"
 import * as internal from "./internal/router.js"
@@ -128,10 +128,11 @@ export interface Options {
 export interface RouterService {
   /**
    * Runs `call` on one endpoint after another until it succeeds or the policy says stop.
-   * `attempt` is 1 for the first attempt.
+   * `attempt` is 1 for the first attempt; `lease` is the attempt's lease, through which
+   * the call can report its usage, provider hints and first token.
    */
   readonly execute: <A, R>(
-    call: (endpoint: Endpoint, attempt: number) => Effect.Effect<A, ProviderError, R>,
+    call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
     policy?: Policy
   ) => Effect.Effect<Routed<A>, RoutingFailed, R>
 }
@@ -163,7 +164,7 @@ export const layer = (options?: Options): Layer.Layer<Router, InvalidConfig, Bal
  * @category accessors
  */
 export const execute = <A, R>(
-  call: (endpoint: Endpoint, attempt: number) => Effect.Effect<A, ProviderError, R>,
+  call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
   policy?: Policy
 ): Effect.Effect<Routed<A>, RoutingFailed, R | Router> =>
   Effect.flatMap(Router, (router) => router.execute(call, policy))

@@ -54,3 +54,18 @@ export * as Router from "./Router.js"
  * @since 0.1.0
  */
 export * as Strategy from "./Strategy.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Chat from "./llm/Chat.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Llm from "./Llm.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Provider from "./llm/Provider.js"

@@ -19,6 +19,8 @@ import { Waiters } from "./waiters.js"
 class LeaseImpl implements Lease {
   /** Set by the first release; a second release of the same lease does nothing. */
   settled = false
+  /** Set by `detach`: `use` leaves a successful call's lease held. */
+  detached = false
   /** What the call reported through `report` and `firstToken`. */
   usage: Outcome.Usage | undefined = undefined
   rateLimit: RateLimit.Remaining | undefined = undefined
@@ -48,6 +50,11 @@ class LeaseImpl implements Lease {
   get firstToken(): Effect.Effect<void> {
     return Effect.sync(() => {
       if (this.ttftMs === undefined) this.ttftMs = this.owner.clock.unsafeCurrentTimeMillis() - this.startedAt
+    })
+  }
+  get detach(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.detached = true
     })
   }
   /** What the call measured besides its latency, or `undefined` when nothing. */
@@ -410,10 +417,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           Effect.flatMap(
             Effect.exit(restore(f(lease.endpoint, lease))),
             (exit) =>
-              Effect.zipRight(
-                settle(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter)),
-                exit
-              )
+              Exit.isSuccess(exit) && (lease as LeaseImpl).detached
+                ? exit
+                : Effect.zipRight(
+                  settle(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter)),
+                  exit
+                )
           ))
       )
 

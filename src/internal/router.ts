@@ -12,7 +12,7 @@ import {
   ScheduleIntervals
 } from "effect"
 import * as Schedules from "effect/Schedule"
-import type { Hints } from "../Balancer.js"
+import type { Hints, Lease } from "../Balancer.js"
 import { Balancer } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
 import type { Attempt, NoEndpointAvailable, ProviderError } from "../Errors.js"
@@ -147,7 +147,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
     }
 
     const execute = <A, R>(
-      call: (endpoint: Endpoint, attempt: number) => Effect.Effect<A, ProviderError, R>,
+      call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
       policy?: Policy
     ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
       Effect.gen(function*() {
@@ -211,7 +211,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           hedge: boolean,
           onStart?: (endpoint: Endpoint) => void
         ) =>
-          balancer.use((endpoint) =>
+          balancer.use((endpoint, lease) =>
             Effect.suspend(() => {
               const startedAt = clock.unsafeCurrentTimeMillis()
               onStart?.(endpoint)
@@ -232,10 +232,10 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                   cutByDeadline
                 })
               const timed = !Number.isFinite(timeoutMs)
-                ? call(endpoint, n)
+                ? call(endpoint, n, lease)
                 : timeoutMs <= 0
                 ? Effect.fail(timedOut())
-                : Effect.timeoutFail(call(endpoint, n), { duration: Duration.millis(timeoutMs), onTimeout: timedOut })
+                : Effect.timeoutFail(call(endpoint, n, lease), { duration: Duration.millis(timeoutMs), onTimeout: timedOut })
               const record = (outcome: Attempt["outcome"]) =>
                 Effect.suspend(() => {
                   const at = clock.unsafeCurrentTimeMillis()
