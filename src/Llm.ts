@@ -26,17 +26,16 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Option, Ref, Scope, Stream } from "effect"
-import type * as Chunk from "effect/Chunk"
-import type { Hints, Lease } from "./Balancer.js"
+import { Effect, Option, Stream } from "effect"
+import type { Hints } from "./Balancer.js"
 import { Balancer } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
-import { MalformedResponse, UnknownProviderError } from "./Errors.js"
+import { UnknownProviderError } from "./Errors.js"
+import { failoverStream } from "./internal/failoverStream.js"
 import * as Chat from "./llm/Chat.js"
 import type { Provider } from "./llm/Provider.js"
 import { Providers } from "./llm/Provider.js"
-import * as Outcome from "./Outcome.js"
 import type { Policy } from "./Router.js"
 import { Router } from "./Router.js"
 
@@ -105,48 +104,6 @@ export const complete = (
     return { ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts }
   }).pipe(Effect.withSpan("effect-llm-balancer.complete"))
 
-/** A provider stream opened on an endpoint, read up to its first token. */
-interface Opened {
-  readonly head: ReadonlyArray<Chat.StreamPart>
-  readonly pull: Effect.Effect<Chunk.Chunk<Chat.StreamPart>, Option.Option<ProviderError>>
-  readonly scope: Scope.CloseableScope
-  readonly lease: Lease
-}
-
-/** Reads a provider stream until its first text (or its finish), reporting what it learns. */
-const open = (
-  provider: Provider,
-  endpoint: Endpoint,
-  request: Chat.Request,
-  lease: Lease
-): Effect.Effect<Opened, ProviderError> =>
-  Effect.flatMap(Scope.make(), (scope) =>
-    Effect.gen(function*() {
-      const pull = yield* Scope.extend(Stream.toPull(provider.stream(endpoint, request)), scope)
-      const head: Array<Chat.StreamPart> = []
-      for (;;) {
-        const chunk = yield* Effect.mapError(
-          pull,
-          (e) => Option.getOrElse(e, () => truncated(endpoint, "the stream ended before its first token"))
-        )
-        let started = false
-        for (const part of chunk) {
-          head.push(part)
-          if (part._tag === "Start" && part.rateLimit !== undefined) yield* lease.report({ rateLimit: part.rateLimit })
-          if (part._tag === "Delta" || part._tag === "Finish") started = true
-          if (part._tag === "Finish") yield* lease.report({ usage: part.usage })
-        }
-        if (started) break
-      }
-      yield* lease.firstToken
-      // the stream goes on after this attempt: its consumer releases the lease
-      yield* lease.detach
-      return { head, pull, scope, lease }
-    }).pipe(Effect.onExit((exit) => exit._tag === "Failure" ? Scope.close(scope, exit) : Effect.void)))
-
-const truncated = (endpoint: Endpoint, detail: string): ProviderError =>
-  new MalformedResponse({ endpoint: endpoint.name, detail })
-
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => {
   switch (part._tag) {
     case "Start":
@@ -172,43 +129,24 @@ export const stream = (
 ): Stream.Stream<Chat.StreamEvent, RoutingFailed | InvalidRequest | ProviderError, Router | Balancer | Providers> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const request = yield* Chat.decodeRequest(input)
-    const router = yield* Router
-    const balancer = yield* Balancer
     const providers = yield* Providers
-    const routed = yield* router.execute(
-      (endpoint, _attempt, lease) =>
-        Effect.flatMap(providerFor(providers, endpoint), (provider) => open(provider, endpoint, request, lease)),
-      { ...withHints(request, policy), hedge: undefined }
+    const started = yield* failoverStream({
+      router: yield* Router,
+      balancer: yield* Balancer,
+      policy: withHints(request, policy),
+      open: (endpoint) =>
+        Effect.map(providerFor(providers, endpoint), (provider) => provider.stream(endpoint, request)),
+      isToken: (part: Chat.StreamPart) => part._tag === "Delta",
+      isFinish: (part) => part._tag === "Finish",
+      observe: (part, lease) =>
+        part._tag === "Start"
+          ? (part.rateLimit === undefined ? Effect.void : lease.report({ rateLimit: part.rateLimit }))
+          : part._tag === "Finish"
+          ? lease.report({ usage: part.usage })
+          : Effect.void
+    })
+    return Stream.concat(
+      Stream.make(Chat.StreamEvent.Started({ endpoint: started.endpoint, attempts: started.attempts })),
+      Stream.filterMap(started.parts, (part) => Option.fromNullable(toEvent(part)))
     )
-    const { head, lease, pull, scope } = routed.value
-    // how the stream ended decides the outcome; a consumer that stops early cancels it
-    const ending = yield* Ref.make<Outcome.Outcome>(Outcome.cancelled)
-    yield* Effect.addFinalizer(() =>
-      Effect.zipRight(
-        Effect.flatMap(Ref.get(ending), (outcome) => balancer.release(lease, outcome)),
-        Scope.close(scope, Exit.void)
-      )
-    )
-    const endpoint = routed.endpoint
-    let finished = head.some((part) => part._tag === "Finish")
-    // a provider that ends without its Finish was cut short: that is an error, not an end
-    const end = Effect.suspend(() =>
-      finished
-        ? Ref.set(ending, Outcome.success())
-        : Effect.fail(truncated(endpoint, "the stream ended before its finish"))
-    )
-    const rest = Stream.repeatEffectChunkOption(pull).pipe(
-      Stream.tap((part) => {
-        if (part._tag !== "Finish") return Effect.void
-        finished = true
-        return lease.report({ usage: part.usage })
-      }),
-      Stream.concat(Stream.drain(Stream.fromEffect(end))),
-      Stream.tapError((error) => Ref.set(ending, Outcome.failure(error)))
-    )
-    const started = Chat.StreamEvent.Started({ endpoint, attempts: routed.attempts })
-    const parts = Stream.concat(Stream.fromIterable(head), rest).pipe(
-      Stream.filterMap((part) => Option.fromNullable(toEvent(part)))
-    )
-    return Stream.concat(Stream.make(started), parts)
   }))
