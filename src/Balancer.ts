@@ -195,7 +195,7 @@ export interface EndpointStats {
  */
 export interface Summary {
   readonly strategy: string
-  /** Spend of all endpoints over their lifetime. */
+  /** Spend over the balancer's lifetime, endpoints removed since included. */
   readonly spent: number
   readonly budget: {
     readonly limit: number

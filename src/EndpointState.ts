@@ -239,9 +239,10 @@ const headroomFor = (quota: Quota, now: number, tokens: number): "no-headroom" |
   if (
     (quota.requestWindow !== undefined && !SlidingWindow.fits(quota.requestWindow, now, 1)) ||
     (quota.dayWindow !== undefined && !SlidingWindow.fits(quota.dayWindow, now, 1)) ||
-    (tw !== undefined && !SlidingWindow.fits(tw, now, tokens)) ||
+    // a request without an estimate still needs a token left
+    (tw !== undefined && !SlidingWindow.fits(tw, now, Math.max(1, tokens))) ||
     short(quota.providerRequests, now, 1) ||
-    (tokens > 0 && short(quota.providerTokens, now, tokens))
+    short(quota.providerTokens, now, tokens)
   ) return "no-headroom"
   return undefined
 }
@@ -251,9 +252,11 @@ const headroomAt = (quota: Quota, now: number, tokens: number): number => {
   let at = now
   if (quota.requestWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(quota.requestWindow, now, 1))
   if (quota.dayWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(quota.dayWindow, now, 1))
-  if (quota.tokenWindow !== undefined) at = Math.max(at, SlidingWindow.fitsAt(quota.tokenWindow, now, tokens))
+  if (quota.tokenWindow !== undefined) {
+    at = Math.max(at, SlidingWindow.fitsAt(quota.tokenWindow, now, Math.max(1, tokens)))
+  }
   if (short(quota.providerRequests, now, 1)) at = Math.max(at, quota.providerRequests!.resetAt)
-  if (tokens > 0 && short(quota.providerTokens, now, tokens)) at = Math.max(at, quota.providerTokens!.resetAt)
+  if (short(quota.providerTokens, now, tokens)) at = Math.max(at, quota.providerTokens!.resetAt)
   return at
 }
 
@@ -272,8 +275,11 @@ export const spentInPeriod = (state: EndpointState, now: number): number => {
   return budgetPeriod(Duration.toMillis(budget.period), now) === state.meter.periodStart ? state.meter.periodSpent : 0
 }
 
+/** Sums of prices are not exact (10 x 0.0003 < 0.003): a budget within a micro-unit is spent. */
+export const budgetEpsilon = 1e-9
+
 const overBudget = (state: EndpointState, now: number): boolean =>
-  spentInPeriod(state, now) >= state.endpoint.budget!.limit
+  spentInPeriod(state, now) >= state.endpoint.budget!.limit - budgetEpsilon
 
 /**
  * Whether the endpoint has spent past its budget's `softLimit` this period: the balancer
@@ -284,7 +290,7 @@ const overBudget = (state: EndpointState, now: number): boolean =>
  */
 export const pastSoftLimit = (state: EndpointState, now: number): boolean => {
   const budget = state.endpoint.budget
-  return budget !== undefined && spentInPeriod(state, now) >= budget.limit * budget.softLimit
+  return budget !== undefined && spentInPeriod(state, now) >= budget.limit * budget.softLimit - budgetEpsilon
 }
 
 /**
@@ -807,6 +813,28 @@ export const errorRate = (state: EndpointState): number => {
  */
 export const latencyQuantile = (state: EndpointState, q: number): number | undefined =>
   LatencyWindow.quantile(state.samples, q)
+
+/**
+ * A 95 % confidence interval for the `q`-quantile of the endpoint's latency, from the
+ * order statistics of its last 256 successful calls; `undefined` before the first. Few
+ * samples or a heavy tail give a wide interval.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const latencyQuantileBounds = (
+  state: EndpointState,
+  q: number
+): { readonly lower: number; readonly upper: number } | undefined =>
+  LatencyWindow.quantileBounds(state.samples, q, 1.96)
+
+/**
+ * How many latencies an endpoint keeps for {@link latencyQuantile}: its last 256.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const latencyWindowSize: number = LatencyWindow.size
 
 /**
  * How many latencies {@link latencyQuantile} is computed from (at most 256).

@@ -161,12 +161,9 @@ const allowanceHeaders = {
       "anthropic-ratelimit-input-tokens-limit",
       "anthropic-ratelimit-input-tokens-remaining",
       "anthropic-ratelimit-input-tokens-reset"
-    ],
-    [
-      "anthropic-ratelimit-output-tokens-limit",
-      "anthropic-ratelimit-output-tokens-remaining",
-      "anthropic-ratelimit-output-tokens-reset"
     ]
+    // output tokens are left out: they are a small part of a request's estimate, and checking
+    // the whole estimate against them would refuse requests the provider would take
   ]
 } as const
 
@@ -197,8 +194,9 @@ const tightest = (
 /**
  * What is left of the provider's limits, from a response's headers: OpenAI's
  * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and Anthropic's
- * `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
- * (of Anthropic's token limits, the one with the fewest tokens left). `undefined` when the
+ * `anthropic-ratelimit-{requests,tokens,input-tokens}-{limit,remaining,reset}` (of
+ * Anthropic's token limits, the one with the fewest tokens left; its output-tokens limit
+ * is not used, since the balancer checks a request's whole estimate against what is left). `undefined` when the
  * headers say nothing readable. Pass it as `rateLimit` to `Outcome.success` or
  * `Outcome.failure`.
  *

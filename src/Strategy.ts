@@ -352,18 +352,32 @@ export const byLatency = (options?: {
   readonly percentile?: Percentile | undefined
   readonly tolerance?: number | undefined
   readonly minSamples?: number | undefined
+  /**
+   * Multiply the percentile by `(calls in flight + 1) / weight`: the expected wait behind
+   * the calls already there. Default false (the percentile alone).
+   */
+  readonly underLoad?: boolean | undefined
 }): Criterion => {
-  const q = quantileOf[options?.percentile ?? "p95"]
-  const minSamples = options?.minSamples ?? 5
+  const percentile = options?.percentile ?? "p95"
+  const q = quantileOf[percentile]
+  const minSamples = clampSamples(options?.minSamples)
+  const underLoad = options?.underLoad === true
   return criterion(
-    `latency-${options?.percentile ?? "p95"}`,
-    (c) =>
-      EndpointStateModule.latencySamples(c) < minSamples
-        ? (c.active === 0 ? -Infinity : Infinity)
-        : EndpointStateModule.latencyQuantile(c, q)!,
+    `latency-${percentile}`,
+    (c) => {
+      if (unmeasured(c, minSamples)) return c.active === 0 ? -Infinity : Infinity
+      const ms = EndpointStateModule.latencyQuantile(c, q)!
+      return underLoad ? ms * (c.active + 1) / c.endpoint.weight : ms
+    },
     { tolerance: options?.tolerance ?? 0.2 }
   )
 }
+
+/** At least 1 (a percentile needs a sample) and at most the window's 256 samples. */
+const clampSamples = (minSamples: number | undefined): number =>
+  Math.min(EndpointStateModule.latencyWindowSize, Math.max(1, Math.floor(minSamples ?? 5)))
+
+const unmeasured = (c: EndpointState, minSamples: number): boolean => EndpointStateModule.latencySamples(c) < minSamples
 
 /**
  * Calls in flight per unit of weight (`active / weight`). Default tolerance 0 (exact ties).
@@ -375,8 +389,9 @@ export const byLoad = (options?: { readonly tolerance?: number | undefined }): C
   criterion("load", (c) => c.active / c.endpoint.weight, options)
 
 /**
- * Headroom left for the request (see {@link capacity}): more is better. Default tolerance 0.1 (absolute
- * shares within 10 % of the best tie).
+ * Headroom left for the request (see {@link capacity}): more is better. The score is
+ * `2 - headroom` (so that it stays positive); with the default tolerance of 0.05, shares
+ * within about 0.05 to 0.1 of the best headroom tie.
  *
  * @since 0.1.0
  * @category criteria
@@ -510,12 +525,22 @@ export const explore: {
   }))
 
 /**
- * Latency-based: the candidates whose recent p95 (or p50, p99) is within `tolerance`
- * (default 20 %) of the fastest share the traffic, spread among them by
- * {@link powerOfTwo}, so the fastest endpoint is not piled on until it slows down; with
- * probability `exploration` (default 5 %) any candidate is picked, so a slow endpoint is
- * measured again and regains traffic once it recovers. Never-measured endpoints are
- * measured one call at a time (see {@link byLatency}).
+ * Latency-based: the candidates whose recent p95 (or p50, p99; time to first token for
+ * streamed calls) is not clearly slower than the fastest's share the traffic, spread
+ * among them by {@link powerOfTwo}, so the fastest endpoint is not piled on.
+ *
+ * "Clearly slower" is statistical: each endpoint's percentile has a 95 % confidence
+ * interval from its last 256 measured calls (order statistics), and a candidate leaves
+ * the band only when the low end of its interval is more than `tolerance` (default 20 %)
+ * above the high end of the fastest one's. Equal endpoints, whose percentiles differ by
+ * chance (a p95 near a slow tail jumps around), all stay in and share the traffic; an
+ * endpoint really slower by more than the tolerance is left out.
+ *
+ * With probability `exploration` (default 5 %) the pick goes instead to a candidate
+ * outside the band, so it keeps being measured and wins its traffic back once it is fast
+ * again. Endpoints with fewer than `minSamples` measured calls (default 20; at most 256)
+ * are measured one call at a time: while idle they win outright, while their one call is
+ * in flight they are passed over.
  *
  * @since 0.1.0
  * @category strategies
@@ -525,11 +550,46 @@ export const latency = (options?: {
   readonly tolerance?: number | undefined
   readonly exploration?: number | undefined
   readonly minSamples?: number | undefined
-}): Strategy<undefined> =>
-  explore(
-    rank({ name: "latency", by: [byLatency(options)], then: powerOfTwo }),
-    options?.exploration ?? 0.05
-  )
+}): Strategy<undefined> => {
+  const minSamples = clampSamples(options?.minSamples ?? 20)
+  const rate = options?.exploration ?? 0.05
+  const tolerance = Math.max(0, options?.tolerance ?? 0.2)
+  const q = quantileOf[options?.percentile ?? "p95"]
+  return make({
+    name: "latency",
+    initial: undefined,
+    select: (candidates, state, context) => {
+      const inBand: Array<number> = []
+      const outside: Array<number> = []
+      // never-measured endpoints first, one call at a time
+      for (let i = 0; i < candidates.length; i++) {
+        const c = candidates[i]
+        if (unmeasured(c, minSamples) && c.active === 0) inBand.push(i)
+      }
+      if (inBand.length === 0) {
+        let fastest = Infinity
+        for (const c of candidates) {
+          if (unmeasured(c, minSamples)) continue
+          fastest = Math.min(fastest, EndpointStateModule.latencyQuantileBounds(c, q)!.upper)
+        }
+        for (let i = 0; i < candidates.length; i++) {
+          const c = candidates[i]
+          // an endpoint being measured already has its one call
+          if (unmeasured(c, minSamples)) continue
+          const lower = EndpointStateModule.latencyQuantileBounds(c, q)!.lower
+          if (lower <= fastest * (1 + tolerance)) inBand.push(i)
+          else outside.push(i)
+        }
+        // everyone is being measured: any of them
+        if (inBand.length === 0) return powerOfTwo.select(candidates, state, context)
+      }
+      if (outside.length > 0 && context.random() < rate) {
+        return [outside[Math.floor(context.random() * outside.length)], state]
+      }
+      return selectAmong(powerOfTwo, candidates, inBand, state, context)
+    }
+  })
+}
 
 /**
  * Cost-optimized: the cheapest candidates for the request (its estimated input and output

@@ -3,12 +3,13 @@ import { FastCheck as fc } from "effect"
 import * as LatencyWindow from "../src/internal/latencyWindow.js"
 import * as random from "../src/internal/random.js"
 
-/** The nearest-rank `q`-quantile of `values`, computed from scratch (sort, then rank ⌈q·n⌉, at least 1). */
-const exactQuantile = (values: ReadonlyArray<number>, q: number): number => {
-  const sorted = values.slice().sort((a, b) => a - b)
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)))
-  return sorted[rank - 1]
-}
+/** The nearest-rank `q`-quantile of ascending `sorted`: the value of rank ⌈q·n⌉ (at least 1). */
+const nearestRank = (sorted: ReadonlyArray<number>, q: number): number =>
+  sorted[Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length))) - 1]
+
+/** The nearest-rank `q`-quantile of `values`, computed from scratch. */
+const exactQuantile = (values: ReadonlyArray<number>, q: number): number =>
+  nearestRank(values.slice().sort((a, b) => a - b), q)
 
 /** The samples the window should hold after `series`: its last `size`, oldest first. */
 const lastWindow = (series: ReadonlyArray<number>): ReadonlyArray<number> => series.slice(-LatencyWindow.size)
@@ -31,14 +32,16 @@ const fixedQs = [0.5, 0.95, 0.99] as const
 /** What is wrong with `window` given that it should hold `recent` (oldest first), or `undefined`. */
 const check = (window: LatencyWindow.LatencyWindow, recent: ReadonlyArray<number>, q: number): string | undefined => {
   if (window.count !== recent.length) return `count ${window.count}, expected ${recent.length}`
-  if (!isSorted(window.sorted, window.count)) return `sorted copy out of order: ${window.sorted.subarray(0, window.count)}`
+  if (!isSorted(window.sorted, window.count)) {
+    return `sorted copy out of order: ${window.sorted.subarray(0, window.count)}`
+  }
   const expected = recent.slice().sort((a, b) => a - b)
   for (let k = 0; k < expected.length; k++) {
     if (!Object.is(window.sorted[k], expected[k])) return `sorted[${k}] = ${window.sorted[k]}, expected ${expected[k]}`
   }
   for (const x of [...fixedQs, q]) {
     const got = LatencyWindow.quantile(window, x)
-    const want = exactQuantile(recent, x)
+    const want = nearestRank(expected, x)
     if (got !== want) return `quantile(${x}) = ${got}, expected ${want}`
   }
   return undefined
@@ -94,7 +97,7 @@ describe("the latency window (256 samples, kept sorted)", () => {
           const window = LatencyWindow.make()
           for (let i = 0; i < series.length; i++) {
             LatencyWindow.add(window, series[i])
-            const recent = lastWindow(series.slice(0, i + 1))
+            const recent = series.slice(Math.max(0, i + 1 - LatencyWindow.size), i + 1)
             const problem = check(window, recent, q)
             // (expect only on a mismatch: calling it ~20 times per add would make this test slow)
             if (problem !== undefined) expect({ after: i + 1, problem }).toBeUndefined()
@@ -190,5 +193,33 @@ describe("the latency window (256 samples, kept sorted)", () => {
     // it is not merely close: nearest rank over the window is exact
     expect(worst).toBe(0)
     expect(exact).toBe(checked)
+  })
+})
+
+describe("the confidence interval of a percentile", () => {
+  it("contains the percentile, and is a point for a constant series", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 5_000 }), { minLength: 1, maxLength: 600 }),
+        fc.constantFrom(0.5, 0.95, 0.99),
+        (series, q) => {
+          const window = LatencyWindow.make()
+          for (const x of series) LatencyWindow.add(window, x)
+          const bounds = LatencyWindow.quantileBounds(window, q, 1.96)!
+          const p = LatencyWindow.quantile(window, q)!
+          expect(bounds.lower).toBeLessThanOrEqual(p)
+          expect(bounds.upper).toBeGreaterThanOrEqual(p)
+        }
+      ),
+      { numRuns: 300 }
+    )
+    const constant = LatencyWindow.make()
+    for (let i = 0; i < 300; i++) LatencyWindow.add(constant, 120)
+    expect(LatencyWindow.quantileBounds(constant, 0.95, 1.96)).toEqual({ lower: 120, upper: 120 })
+    expect(LatencyWindow.quantileBounds(LatencyWindow.make(), 0.95, 1.96)).toBeUndefined()
+    // 1..256: p95 is 244; the interval spans the ranks 236..251
+    const ramp = LatencyWindow.make()
+    for (let i = 1; i <= 256; i++) LatencyWindow.add(ramp, i)
+    expect(LatencyWindow.quantileBounds(ramp, 0.95, 1.96)).toEqual({ lower: 236, upper: 251 })
   })
 })

@@ -24,9 +24,6 @@ const modelUsed = (adds: ReadonlyArray<Add>, now: number, widthMs: number) => {
   return sum(adds, first, now, true)
 }
 
-const addAll = (window: SlidingWindow.SlidingWindow, adds: ReadonlyArray<Add>) =>
-  adds.reduce((w, a) => SlidingWindow.add(w, a.at, a.amount), window)
-
 /** Steps of (time advance, amount): small steps, steps across a bucket, and long pauses. */
 const stepArb = fc.record({
   advance: fc.oneof(

@@ -275,6 +275,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     )
     // per experiment arm: what its picks did (see Strategy.experiment)
     const arms = new Map<string, ArmCounters>()
+    // spend over the balancer's lifetime, removed endpoints included
+    let totalSpent = 0
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Event>(1024), PubSub.shutdown)
     const owner = { clock }
 
@@ -397,7 +399,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         const now = clock.unsafeCurrentTimeMillis()
         const end = ending(lease, now - lease.startedAt, draw)
         const [events, next] = Table.release(table, lease.id, lease.probeOf, end, now)
-        if (lease.arm !== undefined) countArm(armOf(lease.arm), end, table, next, lease.id)
+        // priced from the lease's endpoint: the entry may be gone (removed with its last call)
+        const spent = end._tag === "Success" && end.measured?.usage !== undefined
+          ? EndpointState.costOf(lease.endpoint, end.measured.usage)
+          : 0
+        totalSpent += spent
+        if (lease.arm !== undefined) countArm(armOf(lease.arm), end, spent)
         freed++
         // a change of health (a circuit closed, say) may let in many waiters, a plain end one
         if (events.length > 0) waiters.wakeAll()
@@ -528,7 +535,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         }),
       summary: Effect.map(
         Ref.get(ref),
-        (table) => summaryOf(table, strategy.name, arms, clock.unsafeCurrentTimeMillis())
+        (table) => summaryOf(table, strategy.name, arms, totalSpent, clock.unsafeCurrentTimeMillis())
       ),
       events: Stream.fromPubSub(pubsub),
       subscribe: PubSub.subscribe(pubsub),
@@ -547,13 +554,8 @@ interface ArmCounters {
   spent: number
 }
 
-const spentOn = (table: Table.Table, id: number): number => {
-  for (const e of table.entries) if (e.id === id) return e.meter.spent
-  return 0
-}
-
 /** Counts a finished call against the experiment arm that chose its endpoint. */
-const countArm = (counters: ArmCounters, ending: Table.Ending, before: Table.Table, after: Table.Table, id: number) => {
+const countArm = (counters: ArmCounters, ending: Table.Ending, spent: number) => {
   switch (ending._tag) {
     case "Success": {
       counters.successes++
@@ -561,7 +563,7 @@ const countArm = (counters: ArmCounters, ending: Table.Ending, before: Table.Tab
         counters.latencyTotalMs += ending.measured?.ttftMs ?? ending.latencyMs
         counters.latencyCount++
       }
-      counters.spent += Math.max(0, spentOn(after, id) - spentOn(before, id))
+      counters.spent += spent
       break
     }
     case "Failure":
@@ -576,10 +578,9 @@ const summaryOf = (
   table: Table.Table,
   strategy: string,
   arms: ReadonlyMap<string, ArmCounters>,
+  spent: number,
   now: number
 ): Summary => {
-  let spent = 0
-  for (const e of table.entries) spent += e.meter.spent
   const budget = table.budget
   return {
     strategy,

@@ -65,3 +65,21 @@ export const quantile = (window: LatencyWindow, q: number): number | undefined =
   const rank = Math.min(window.count, Math.max(1, Math.ceil(q * window.count)))
   return window.sorted[rank - 1]
 }
+
+/**
+ * A distribution-free confidence interval for the `q`-quantile: the order statistics at
+ * ranks `n q -/+ z sqrt(n q (1 - q))` (the normal approximation to the binomial), or
+ * `undefined` if empty. With `z` 1.96 the true quantile lies inside about 95 % of the time.
+ */
+export const quantileBounds = (
+  window: LatencyWindow,
+  q: number,
+  z: number
+): { readonly lower: number; readonly upper: number } | undefined => {
+  const n = window.count
+  if (n === 0) return undefined
+  const spread = z * Math.sqrt(n * q * (1 - q))
+  const lower = Math.min(n, Math.max(1, Math.floor(n * q - spread)))
+  const upper = Math.min(n, Math.max(1, Math.ceil(n * q + spread)))
+  return { lower: window.sorted[lower - 1], upper: window.sorted[upper - 1] }
+}

@@ -235,7 +235,10 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                 ? call(endpoint, n, lease)
                 : timeoutMs <= 0
                 ? Effect.fail(timedOut())
-                : Effect.timeoutFail(call(endpoint, n, lease), { duration: Duration.millis(timeoutMs), onTimeout: timedOut })
+                : Effect.timeoutFail(call(endpoint, n, lease), {
+                  duration: Duration.millis(timeoutMs),
+                  onTimeout: timedOut
+                })
               const record = (outcome: Attempt["outcome"]) =>
                 Effect.suspend(() => {
                   const at = clock.unsafeCurrentTimeMillis()

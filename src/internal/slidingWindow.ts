@@ -76,10 +76,12 @@ export const add = (window: SlidingWindow, now: number, amount: number): Sliding
 /**
  * Corrects what was counted at `at` by `delta` (a token estimate replaced by the reported
  * usage). A count that has left the window is past correcting; no bucket goes below 0.
+ * A bucket the window has not reached yet (nothing was counted since `at`) is counted now.
  */
 export const adjust = (window: SlidingWindow, at: number, delta: number): SlidingWindow => {
   const bucket = Math.floor(at / window.widthMs)
-  if (delta === 0 || bucket > window.head || bucket < window.head - buckets) return window
+  if (delta === 0 || bucket < window.head - buckets) return window
+  if (bucket > window.head) return delta > 0 ? add(window, at, delta) : window
   const counts = window.counts.slice()
   const before = counts[mod(bucket)]
   const after = Math.max(0, before + delta)

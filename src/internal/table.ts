@@ -71,7 +71,7 @@ export const spentInPeriod = (table: Table, now: number): number =>
 
 /** Whether the balancer's budget is spent: then endpoints with a price take no calls. */
 const capped = (table: Table, now: number): boolean =>
-  table.budget !== undefined && spentInPeriod(table, now) >= table.budget.limit
+  table.budget !== undefined && spentInPeriod(table, now) >= table.budget.limit - EndpointState.budgetEpsilon
 
 const costly = (entry: EndpointState.EndpointState): boolean =>
   entry.endpoint.cost !== undefined &&
@@ -216,20 +216,29 @@ export const acquire = (
 }
 
 /**
- * Saving money: endpoints past their own budget's soft limit serve only when no other
- * candidate can, and once the balancer is past its soft limit only the cheapest
- * candidates for the request (within 5 % of the cheapest price) take part in the pick.
- * An endpoint without prices is not preferred (its spend is unknown).
+ * Saving money. An endpoint past its own budget's soft limit steps aside for any
+ * candidate within its soft limit that costs no more for this request; once the balancer
+ * is past its soft limit only the cheapest candidates (within 5 % of the cheapest price)
+ * take part in the pick. An endpoint without prices is not preferred (its spend is
+ * unknown).
  */
 const thrifty = (table: Table, pool: Array<number>, request: Request, now: number): Array<number> => {
   const entries = table.entries
+  const priceOf = (i: number) =>
+    EndpointModule.priceOf(entries[i].endpoint, request.inputTokens, request.outputTokens) ?? Infinity
   const within = pool.filter((i) => !EndpointState.pastSoftLimit(entries[i], now))
-  let result = within.length > 0 ? within : pool
+  let result = within.length === pool.length || within.length === 0
+    ? pool
+    : pool.filter((i) => {
+      if (within.includes(i)) return true
+      const price = priceOf(i)
+      return !within.some((j) => priceOf(j) <= price)
+    })
   const budget = table.budget
-  if (budget !== undefined && spentInPeriod(table, now) >= budget.limit * budget.softLimit) {
-    const prices = result.map((i) =>
-      EndpointModule.priceOf(entries[i].endpoint, request.inputTokens, request.outputTokens) ?? Infinity
-    )
+  if (
+    budget !== undefined && spentInPeriod(table, now) >= budget.limit * budget.softLimit - EndpointState.budgetEpsilon
+  ) {
+    const prices = result.map(priceOf)
     const cheapest = Math.min(...prices)
     if (Number.isFinite(cheapest)) result = result.filter((_, k) => prices[k] <= cheapest * 1.05)
   }
