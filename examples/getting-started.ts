@@ -105,7 +105,9 @@ const HintsLayer = Balancer.layer({
   endpoints: [
     { name: "us-1", provider: "openai", model: "gpt-4o-mini", tags: ["region:us"], maxConcurrency: 1 },
     { name: "eu-1", provider: "openai", model: "gpt-4o-mini", tags: ["region:eu", "vision"], maxConcurrency: 1 }
-  ]
+  ],
+  // a fixed order, so that the output below is the same every run
+  strategy: "round-robin"
 })
 
 const hints = Effect.gen(function*() {

@@ -115,7 +115,9 @@ const DegradedLayer = Balancer.layer({
     { name: "b", provider: "openai", model: "gpt-4o-mini" }
   ],
   // the defaults, spelled out, plus a latency threshold
-  health: { window: "30 seconds", degradedErrorRate: 0.2, degradedMinRequests: 5, degradedLatency: "5 seconds" }
+  health: { window: "30 seconds", degradedErrorRate: 0.2, degradedMinRequests: 5, degradedLatency: "5 seconds" },
+  // round robin shows who is eligible plainly (the default, power of two, would also weigh speed)
+  strategy: "round-robin"
 })
 
 /** Reports an outcome for a call on `name` (acquire/release let us script it exactly). */
