@@ -111,7 +111,11 @@ const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => {
     case "Delta":
       return Chat.StreamEvent.Delta({ text: part.text })
     case "Finish":
-      return Chat.StreamEvent.Finish({ finishReason: part.finishReason, usage: part.usage })
+      return Chat.StreamEvent.Finish(
+        part.toolCalls === undefined
+          ? { finishReason: part.finishReason, usage: part.usage }
+          : { finishReason: part.finishReason, usage: part.usage, toolCalls: part.toolCalls }
+      )
   }
 }
 

@@ -69,3 +69,18 @@ export * as Llm from "./Llm.js"
  * @since 0.1.0
  */
 export * as Provider from "./llm/Provider.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Anthropic from "./llm/Anthropic.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as OpenAiCompatible from "./llm/OpenAiCompatible.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as MockProvider from "./testing/MockProvider.js"

@@ -74,7 +74,11 @@ export class Request extends Schema.Class<Request>("ChatRequest")({
     ),
     { exact: true }
   ),
-  stop: Schema.optionalWith(Schema.Array(schemas.NonEmpty), { exact: true }),
+  // a stop sequence is often only whitespace ("\n"): any non-empty string
+  stop: Schema.optionalWith(
+    Schema.Array(Schema.String.pipe(Schema.filter((s) => s.length > 0 || "must not be empty"))),
+    { exact: true }
+  ),
   tools: Schema.optionalWith(Schema.Array(Schema.Unknown), { exact: true }),
   toolChoice: Schema.optionalWith(Schema.Unknown, { exact: true }),
   /** Fields added to the provider's request body as they are (`top_p`, `seed`, ...). */
@@ -167,7 +171,12 @@ export interface Response extends Completion {
 export type StreamPart = Data.TaggedEnum<{
   Start: { readonly rateLimit: Remaining | undefined }
   Delta: { readonly text: string }
-  Finish: { readonly finishReason: FinishReason; readonly usage: Usage | undefined }
+  Finish: {
+    readonly finishReason: FinishReason
+    readonly usage: Usage | undefined
+    /** Tool calls the stream carried, assembled (the provider's own shape), when any. */
+    readonly toolCalls?: ReadonlyArray<unknown> | undefined
+  }
 }>
 
 /**
@@ -186,7 +195,12 @@ export const StreamPart = Data.taggedEnum<StreamPart>()
 export type StreamEvent = Data.TaggedEnum<{
   Started: { readonly endpoint: Endpoint; readonly attempts: ReadonlyArray<Attempt> }
   Delta: { readonly text: string }
-  Finish: { readonly finishReason: FinishReason; readonly usage: Usage | undefined }
+  Finish: {
+    readonly finishReason: FinishReason
+    readonly usage: Usage | undefined
+    /** Tool calls the stream carried, assembled (the provider's own shape), when any. */
+    readonly toolCalls?: ReadonlyArray<unknown> | undefined
+  }
 }>
 
 /**
