@@ -102,7 +102,7 @@ export const complete = (
       withHints(request, policy)
     )
     return { ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts }
-  }).pipe(Effect.withSpan("effect-llm-balancer.complete"))
+  }).pipe(Effect.withSpan("effect-llm-balancer.complete", { captureStackTrace: false }))
 
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => {
   switch (part._tag) {

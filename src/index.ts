@@ -13,6 +13,11 @@ export * as Balancer from "./Balancer.js"
 /**
  * @since 0.1.0
  */
+export * as Batch from "./Batch.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Endpoint from "./Endpoint.js"
 
 /**

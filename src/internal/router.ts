@@ -8,6 +8,8 @@ import {
   Exit,
   Metric,
   MetricBoundaries,
+  MetricKey,
+  MetricLabel,
   ScheduleDecision,
   ScheduleIntervals
 } from "effect"
@@ -35,14 +37,51 @@ export const hedges = Metric.counter("llm_balancer_hedges_total", { description:
 export const failedCalls = Metric.counter("llm_balancer_failed_requests_total", {
   description: "Calls that failed in the end"
 })
-export const attemptsTotal = Metric.counter("llm_balancer_attempts_total", {
+const attemptsKey = MetricKey.counter("llm_balancer_attempts_total", {
   description: "Attempts, by endpoint and outcome"
 })
-export const attemptLatency = Metric.histogram(
+export const attemptsTotal = Metric.fromMetricKey(attemptsKey)
+const attemptLatencyKey = MetricKey.histogram(
   "llm_balancer_attempt_latency_ms",
   MetricBoundaries.exponential({ start: 10, factor: 2, count: 14 }),
   "Latency of attempts, by endpoint"
 )
+export const attemptLatency = Metric.fromMetricKey(attemptLatencyKey)
+
+/**
+ * Tagged metrics, made once per tag set: `Metric.tagged` builds a new key (and hashes it
+ * into the registry) on every update, which cost more than the rest of an attempt.
+ */
+const tagged = <M>(cache: Map<string, M>, make: () => M, ...tags: ReadonlyArray<string>): M => {
+  const id = tags.join("\u0000")
+  let metric = cache.get(id)
+  if (metric === undefined) {
+    metric = make()
+    cache.set(id, metric)
+  }
+  return metric
+}
+const attemptCounters = new Map<string, Metric.Metric.Counter<number>>()
+const latencyHistograms = new Map<string, Metric.Metric.Histogram<number>>()
+const attemptCounter = (endpoint: string, outcome: string) =>
+  tagged(
+    attemptCounters,
+    () =>
+      Metric.fromMetricKey(
+        MetricKey.taggedWithLabels(attemptsKey, [
+          MetricLabel.make("endpoint", endpoint),
+          MetricLabel.make("outcome", outcome)
+        ])
+      ),
+    endpoint,
+    outcome
+  )
+const latencyHistogram = (endpoint: string) =>
+  tagged(
+    latencyHistograms,
+    () => Metric.fromMetricKey(MetricKey.taggedWithLabels(attemptLatencyKey, [MetricLabel.make("endpoint", endpoint)])),
+    endpoint
+  )
 
 type Failure = ProviderError | NoEndpointAvailable
 
@@ -245,10 +284,8 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                   const latencyMs = at - startedAt
                   attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
                   return Effect.all([
-                    Metric.increment(
-                      Metric.tagged(Metric.tagged(attemptsTotal, "endpoint", endpoint.name), "outcome", outcome)
-                    ),
-                    Metric.update(Metric.tagged(attemptLatency, "endpoint", endpoint.name), latencyMs),
+                    Metric.increment(attemptCounter(endpoint.name, outcome)),
+                    Metric.update(latencyHistogram(endpoint.name), latencyMs),
                     Effect.annotateCurrentSpan("llm.outcome", outcome),
                     balancer.reportAttempt(
                       Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
@@ -269,6 +306,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                 ),
                 Effect.map((value) => [value, endpoint] as const),
                 Effect.withSpan("effect-llm-balancer.attempt", {
+                  captureStackTrace: false,
                   attributes: {
                     "llm.endpoint": endpoint.name,
                     "llm.provider": endpoint.provider,
@@ -406,7 +444,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           }
           if (!error.retryable) return yield* stop("not-retryable")
         }
-      }).pipe(Effect.withSpan("effect-llm-balancer.execute"))
+      }).pipe(Effect.withSpan("effect-llm-balancer.execute", { captureStackTrace: false }))
 
     return { execute }
   })
