@@ -44,8 +44,17 @@ export interface Policy {
   readonly backoff?: Schedule.Schedule<unknown, ProviderError | undefined> | undefined
   /** The deadline of the whole call. Default: none. */
   readonly timeout?: Duration.DurationInput | undefined
-  /** The longest one attempt may take. Default: none (only the deadline). */
+  /**
+   * The longest one attempt may take. Default: none (only the deadline). For a stream,
+   * an attempt lasts until its first token.
+   */
   readonly attemptTimeout?: Duration.DurationInput | undefined
+  /**
+   * For streams (`Llm.stream`), the longest wait between two parts after the first token:
+   * a stream that stalls longer fails with `Timeout`, which counts against the endpoint.
+   * Default: none.
+   */
+  readonly idleTimeout?: Duration.DurationInput | undefined
   /** What every attempt asks of the endpoint (tags, context window, waiting for capacity). */
   readonly hints?: Hints | undefined
   /**

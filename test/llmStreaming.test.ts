@@ -154,6 +154,23 @@ describe("Llm streaming on MockProvider", () => {
       expect([a.active, a.successes, a.failures]).toEqual([0, 0, 0])
     }))
 
+  it.scoped("with idleTimeout, a stall after the first token fails with Timeout and counts against the endpoint", () =>
+    Effect.gen(function*() {
+      const { statsOf, stream } = yield* setup({
+        endpoints: [endpoint("a"), endpoint("b")],
+        mock: { default: { timeToFirstToken: 100 }, endpoints: { a: { stall: { afterTokens: 1 } } } }
+      })
+      const fiber = yield* Effect.fork(
+        Effect.flip(Stream.runCollect(stream(request, { attemptTimeout: "1 second", idleTimeout: "2 seconds" })))
+      )
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Fiber.join(fiber)
+      expect(error._tag).toBe("Timeout")
+      expect(error.message).toContain("the stream stalled")
+      const a = yield* statsOf("a")
+      expect([a.active, a.successes, a.failures]).toEqual([0, 0, 1])
+    }))
+
   it.scoped("the time to first token is recorded, not the whole stream's length", () =>
     Effect.gen(function*() {
       const { statsOf, stream } = yield* setup({

@@ -6,12 +6,12 @@
  * a stream that ends without its finish is an error too (a cut connection is never a
  * clean end). Shared by `Llm.stream` and the `@effect/ai` bridge.
  */
-import { Effect, Exit, Option, Ref, Scope, Stream } from "effect"
+import { Duration, Effect, Exit, Option, Ref, Scope, Stream } from "effect"
 import type * as Chunk from "effect/Chunk"
 import type { BalancerService, Lease } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
 import type { Attempt, ProviderError, RoutingFailed } from "../Errors.js"
-import { MalformedResponse } from "../Errors.js"
+import { MalformedResponse, Timeout } from "../Errors.js"
 import * as Outcome from "../Outcome.js"
 import type { Policy, RouterService } from "../Router.js"
 
@@ -106,7 +106,17 @@ export const failoverStream = <A, R>(
         return observe(part, lease)
       })
     )
-    const parts = Stream.concat(Stream.fromIterable(head), rest).pipe(
+    const idle = options.policy.idleTimeout
+    const watched = idle === undefined ? rest : Stream.timeoutFail(
+      rest,
+      () =>
+        new Timeout({
+          endpoint: endpoint.name,
+          detail: `the stream stalled: no part within ${Duration.format(Duration.decode(idle))} of the last`
+        }),
+      idle
+    )
+    const parts = Stream.concat(Stream.fromIterable(head), watched).pipe(
       Stream.concat(Stream.drain(Stream.fromEffect(end))),
       Stream.tapError((error) => Ref.set(ending, Outcome.failure(error)))
     )

@@ -111,6 +111,7 @@ export const policyProblems = (p: Policy): ReadonlyArray<string> => {
     countProblem("maxAttempts", p.maxAttempts, 1),
     durationProblem("timeout", p.timeout),
     durationProblem("attemptTimeout", p.attemptTimeout),
+    durationProblem("idleTimeout", p.idleTimeout),
     p.hedge?.delay === "p95" ? undefined : durationProblem("hedge.delay", p.hedge?.delay),
     p.hedge?.delay === "p95" ? durationProblem("hedge.minDelay", p.hedge.minDelay) : undefined,
     p.hedge?.delay === "p95" ? countProblem("hedge.minSamples", p.hedge.minSamples, 1) : undefined,
