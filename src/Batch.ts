@@ -32,6 +32,7 @@ import type { ConfigIssue, InvalidRequest, RoutingFailed } from "./Errors.js"
 import { InvalidConfig } from "./Errors.js"
 import { policyProblems } from "./internal/router.js"
 import * as schemas from "./internal/schemas.js"
+import * as spans from "./internal/spans.js"
 import * as Llm from "./Llm.js"
 import type * as Chat from "./llm/Chat.js"
 import type { Providers } from "./llm/Provider.js"
@@ -254,7 +255,7 @@ export const run = (
     const batch = yield* prepare(requests, options)
     yield* batch.start
     return yield* Effect.forEach(batch.inputs, batch.one, { concurrency: batch.concurrency })
-  }).pipe(Effect.withSpan("effect-llm-balancer.batch"))
+  }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.batch"))
 
 /**
  * Runs every request like `run`, emitting each item as soon as its request ends: in
@@ -314,7 +315,7 @@ export const make = (
     yield* batch.start
     const fiber = yield* Effect.forkScoped(
       Effect.forEach(batch.inputs, batch.one, { concurrency: batch.concurrency }).pipe(
-        Effect.withSpan("effect-llm-balancer.batch")
+        (effect) => spans.withSpan(effect, "effect-llm-balancer.batch")
       )
     )
     // ends the progress stream when the batch stops without completing

@@ -33,6 +33,7 @@ import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
 import { UnknownProviderError } from "./Errors.js"
 import { failoverStream } from "./internal/failoverStream.js"
+import * as spans from "./internal/spans.js"
 import * as Chat from "./llm/Chat.js"
 import type { Provider } from "./llm/Provider.js"
 import { Providers } from "./llm/Provider.js"
@@ -102,7 +103,7 @@ export const complete = (
       withHints(request, policy)
     )
     return { ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts }
-  }).pipe(Effect.withSpan("effect-llm-balancer.complete", { captureStackTrace: false }))
+  }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.complete"))
 
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => {
   switch (part._tag) {

@@ -508,6 +508,21 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       return counters
     }
 
+    // subscriptions open now, so that attempts are published only when someone listens
+    let listeners = 0
+    const subscribe = Effect.zipRight(
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          listeners++
+        }),
+        () =>
+          Effect.sync(() => {
+            listeners--
+          })
+      ),
+      PubSub.subscribe(pubsub)
+    )
+
     const service: BalancerService = {
       strategy: strategy.name,
       acquire: (hints) =>
@@ -537,9 +552,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Ref.get(ref),
         (table) => summaryOf(table, strategy.name, arms, totalSpent, clock.unsafeCurrentTimeMillis())
       ),
-      events: Stream.fromPubSub(pubsub),
-      subscribe: PubSub.subscribe(pubsub),
-      reportAttempt: (event) => PubSub.publish(pubsub, event).pipe(Effect.asVoid)
+      events: Stream.unwrapScoped(Effect.map(subscribe, (queue) => Stream.fromQueue(queue))),
+      subscribe,
+      // the router reports every attempt: with nobody listening that is work for nothing
+      reportAttempt: (event) => listeners === 0 ? Effect.void : PubSub.publish(pubsub, event).pipe(Effect.asVoid)
     }
     return service
   })

@@ -1,17 +1,20 @@
 import type { Schedule } from "effect"
 import {
   Cause,
+  Context,
   Deferred,
   Duration,
   Effect,
   Either,
   Exit,
+  FiberRef,
   Metric,
   MetricBoundaries,
   MetricKey,
   MetricLabel,
   ScheduleDecision,
-  ScheduleIntervals
+  ScheduleIntervals,
+  Tracer
 } from "effect"
 import * as Schedules from "effect/Schedule"
 import type { Hints, Lease } from "../Balancer.js"
@@ -24,6 +27,7 @@ import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
+import * as spans from "./spans.js"
 
 /** Exponential from 250 ms, doubling, full jitter, each delay capped at 10 s. */
 export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedules.exponential("250 millis", 2).pipe(
@@ -128,6 +132,8 @@ export const policyProblems = (p: Policy): ReadonlyArray<string> => {
 
 const budgets = new WeakMap<object, { budget: RetryBudget.RetryBudget }>()
 
+const noProblems: ReadonlyArray<string> = []
+
 /** Marks the hedge branch that found its primary already failed, so the primary's error is reported. */
 class PrimaryFailedFirst {
   readonly _tag = "PrimaryFailedFirst"
@@ -191,8 +197,9 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       policy?: Policy
     ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
       Effect.gen(function*() {
-        const p: Policy = { ...defaults, ...policy }
-        const problems = policyProblems(p)
+        const p: Policy = policy === undefined ? defaults : { ...defaults, ...policy }
+        // the defaults were checked when the router was made
+        const problems = policy === undefined ? noProblems : policyProblems(p)
         if (problems.length > 0) {
           return yield* Effect.fail(
             new RoutingFailed({
@@ -284,37 +291,48 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                   const at = clock.unsafeCurrentTimeMillis()
                   const latencyMs = at - startedAt
                   attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
-                  return Effect.all([
-                    Metric.increment(attemptCounter(endpoint.name, outcome)),
-                    Metric.update(latencyHistogram(endpoint.name), latencyMs),
-                    Effect.annotateCurrentSpan("llm.outcome", outcome),
+                  // one step for the metrics and the span: this runs on every attempt
+                  const counted = Effect.withFiberRuntime<void>((fiber) => {
+                    const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+                    attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
+                    latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
+                    const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+                    if (span._tag === "Some" && span.value._tag === "Span") {
+                      span.value.attribute("llm.outcome", outcome)
+                    }
+                    return Effect.void
+                  })
+                  return Effect.zipRight(
+                    counted,
                     balancer.reportAttempt(
                       Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
                     )
-                  ], { discard: true })
+                  )
                 })
-              return Effect.zipRight(hedge ? Metric.increment(hedges) : Effect.void, timed).pipe(
-                Effect.tapBoth({
-                  onFailure: (e) => {
-                    lastFailure = { error: e, endpoint }
-                    return record(e._tag)
-                  },
-                  onSuccess: () =>
-                    record("Success")
-                }),
-                Effect.onInterrupt(() =>
-                  record("Cancelled")
+              return spans.withSpan(
+                Effect.zipRight(hedge ? Metric.increment(hedges) : Effect.void, timed).pipe(
+                  Effect.tapBoth({
+                    onFailure: (e) => {
+                      lastFailure = { error: e, endpoint }
+                      return record(e._tag)
+                    },
+                    onSuccess: () =>
+                      record("Success")
+                  }),
+                  Effect.onInterrupt(() =>
+                    record("Cancelled")
+                  ),
+                  Effect.map((value) => [value, endpoint] as const)
                 ),
-                Effect.map((value) => [value, endpoint] as const),
-                Effect.withSpan("effect-llm-balancer.attempt", {
-                  captureStackTrace: false,
+                "effect-llm-balancer.attempt",
+                {
                   attributes: {
                     "llm.endpoint": endpoint.name,
                     "llm.provider": endpoint.provider,
                     "llm.attempt": n,
                     hedge
                   }
-                })
+                }
               )
             }), attemptHints)
 
@@ -445,7 +463,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           }
           if (!error.retryable) return yield* stop("not-retryable")
         }
-      }).pipe(Effect.withSpan("effect-llm-balancer.execute", { captureStackTrace: false }))
+      }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.execute"))
 
     return { execute }
   })
