@@ -4,14 +4,17 @@
  * 1. Overhead: acquire + release (and `use`) on 4 endpoints against a hand-written
  *    `Ref.modify` pick-and-reserve and an empty effect, in one fiber.
  * 2. Selection cost: every built-in strategy over 10, 100 and 1,000 endpoints.
+ * 3. HTTP: chat calls to a loopback OpenAI-compatible server, through `Llm.complete` and
+ *    directly with the provider, at 64 and 256 calls in flight.
  *
- * Prints tables and writes `bench/results/balancer-overhead.json` and
- * `bench/results/selection-cost.json`.
+ * Prints tables and writes `bench/results/balancer-overhead.json`,
+ * `bench/results/selection-cost.json` and `bench/results/http-overhead.json`.
  */
 import { Effect } from "effect"
 import { Strategy } from "effect-llm-balancer"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { machine, median, ns, table } from "./harness.js"
+import { runHttp } from "./http.js"
 import { runOverhead } from "./overhead.js"
 import { classify, runSelection } from "./selection.js"
 
@@ -117,6 +120,45 @@ const program = Effect.gen(function*() {
       `each acquire and release scans and copies the whole table).`
   )
 
+  // 3. HTTP
+  const http = yield* runHttp({ concurrencies: [64, 256], calls: 4_000, repetitions: 5 })
+  console.log(
+    `\nHTTP: ${count(4_000)} chat calls per repetition to a loopback OpenAI-compatible server (its own process), ` +
+      `direct (OpenAiCompatible.complete) and routed (Llm.complete over 4 endpoints), alternating, ` +
+      `median of ${http.repetitions} repetitions`
+  )
+  console.log(table(
+    [
+      "in flight",
+      "direct calls/s",
+      "routed calls/s",
+      "routed/direct",
+      "direct p50",
+      "routed p50",
+      "direct p99",
+      "routed p99",
+      "added p99"
+    ],
+    http.cases.map((c) => [
+      String(c.concurrency),
+      c.direct.throughput.toFixed(0),
+      c.routed.throughput.toFixed(0),
+      x(c.throughputRatio),
+      `${c.direct.p50Ms.toFixed(1)} ms`,
+      `${c.routed.p50Ms.toFixed(1)} ms`,
+      `${c.direct.p99Ms.toFixed(1)} ms`,
+      `${c.routed.p99Ms.toFixed(1)} ms`,
+      `${c.addedP99Ms.toFixed(1)} ms`
+    ])
+  ))
+  for (const c of http.cases) {
+    console.log(
+      `${c.concurrency} in flight: ${x(c.throughputRatio)} of direct throughput ` +
+        `(${c.throughputRatio >= 0.9 ? "meets" : "MISSES"} the >= 0.90x target), ` +
+        `${c.addedP99Ms.toFixed(1)} ms added p99 (${c.addedP99Ms <= 1 ? "meets" : "MISSES"} the <= 1 ms target)`
+    )
+  }
+
   const finishedIn = Number(process.hrtime.bigint() - startedAt) / 1e9
   const files = [
     write("balancer-overhead.json", {
@@ -130,6 +172,12 @@ const program = Effect.gen(function*() {
       machine: facts,
       timing: "process.hrtime.bigint() around a loop of Effect.whileLoop in one fiber; ns per acquire + release",
       selection
+    }),
+    write("http-overhead.json", {
+      date,
+      machine: facts,
+      timing: "performance.now() per call and around each repetition; calls/s and per-call latency quantiles",
+      http
     })
   ]
   console.log(`\nFinished in ${finishedIn.toFixed(1)} s; wrote\n  ${files.join("\n  ")}`)
