@@ -355,7 +355,13 @@ export type ProviderError =
   | MalformedResponse
   | UnknownProviderError
 
-const providerErrorTags: ReadonlySet<string> = new Set([
+/**
+ * The tags of every `ProviderError` variant.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const providerErrorTags: ReadonlyArray<ProviderError["_tag"]> = [
   "RateLimited",
   "Timeout",
   "Unavailable",
@@ -365,14 +371,16 @@ const providerErrorTags: ReadonlySet<string> = new Set([
   "ContentFiltered",
   "MalformedResponse",
   "UnknownProviderError"
-])
+]
+
+const providerErrorTagSet: ReadonlySet<string> = new Set(providerErrorTags)
 
 /**
  * @since 0.1.0
  * @category refinements
  */
 export const isProviderError = (u: unknown): u is ProviderError =>
-  typeof u === "object" && u !== null && "_tag" in u && providerErrorTags.has((u as { _tag: string })._tag) &&
+  typeof u === "object" && u !== null && "_tag" in u && providerErrorTagSet.has((u as { _tag: string })._tag) &&
   "healthEffect" in (u as object)
 
 /**

@@ -7,10 +7,10 @@ const events = (text: string, cuts: ReadonlyArray<number>) => {
   const out: Array<Sse.Event> = []
   let last = 0
   for (const cut of [...cuts].sort((a, b) => a - b)) {
-    out.push(...parser.feed(text.slice(last, cut)))
+    for (const event of parser.feed(text.slice(last, cut))) out.push(event)
     last = cut
   }
-  out.push(...parser.feed(text.slice(last)))
+  for (const event of parser.feed(text.slice(last))) out.push(event)
   return out
 }
 

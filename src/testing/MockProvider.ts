@@ -339,17 +339,7 @@ const behaviourKeys = [
   "cut"
 ]
 
-const errorTags: ReadonlyArray<string> = [
-  "RateLimited",
-  "Timeout",
-  "Unavailable",
-  "BadRequest",
-  "Unauthorized",
-  "ContextLengthExceeded",
-  "ContentFiltered",
-  "MalformedResponse",
-  "UnknownProviderError"
-]
+const errorTags: ReadonlyArray<string> = Errors.providerErrorTags
 
 const isDistribution = (u: unknown): u is Distribution =>
   typeof u === "object" && u !== null && !Array.isArray(u) && !Duration.isDuration(u) && "_tag" in u
