@@ -26,8 +26,8 @@
  *
  * @since 0.1.0
  */
-import { Effect, Option, Stream } from "effect"
-import type { Hints } from "./Balancer.js"
+import { Context, Effect, Either, Option, Stream } from "effect"
+import type { Hints, Lease } from "./Balancer.js"
 import { Balancer } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
@@ -89,20 +89,30 @@ export const complete = (
   input: Chat.Request | Chat.RequestInput,
   policy?: Policy
 ): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> =>
-  Effect.gen(function*() {
-    const request = yield* Chat.decodeRequest(input)
-    const router = yield* Router
-    const providers = yield* Providers
-    const routed = yield* router.execute(
-      (endpoint, _attempt, lease) =>
-        Effect.flatMap(providerFor(providers, endpoint), (provider) =>
-          Effect.tap(
-            provider.complete(endpoint, request),
-            (completion) => lease.report({ usage: completion.usage, rateLimit: completion.rateLimit })
-          )),
-      withHints(request, policy)
+  // plain combinators rather than a generator: this runs on every call (see docs/design.md)
+  Effect.suspend((): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> => {
+    const decoded = Chat.decodeRequestEither(input)
+    if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
+    const request = decoded.right
+    const call =
+      (providers: ReadonlyMap<string, Provider>) =>
+      (endpoint: Endpoint, _attempt: number, lease: Lease): Effect.Effect<Chat.Completion, ProviderError> => {
+        const provider = providers.get(endpoint.provider)
+        if (provider === undefined) return providerFor(providers, endpoint) as Effect.Effect<never, ProviderError>
+        return Effect.tap(
+          provider.complete(endpoint, request),
+          (completion) =>
+            completion.usage === undefined && completion.rateLimit === undefined
+              ? Effect.void
+              : lease.report({ usage: completion.usage, rateLimit: completion.rateLimit })
+        )
+      }
+    return Effect.contextWithEffect((context: Context.Context<Router | Providers>) =>
+      Effect.map(
+        Context.get(context, Router).execute(call(Context.get(context, Providers)), withHints(request, policy)),
+        (routed): Chat.Response => ({ ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts })
+      )
     )
-    return { ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts }
   }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.complete"))
 
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => {

@@ -1,7 +1,6 @@
 import type { Schedule } from "effect"
 import {
   Cause,
-  Context,
   Deferred,
   Duration,
   Effect,
@@ -13,8 +12,7 @@ import {
   MetricKey,
   MetricLabel,
   ScheduleDecision,
-  ScheduleIntervals,
-  Tracer
+  ScheduleIntervals
 } from "effect"
 import * as Schedules from "effect/Schedule"
 import type { Hints, Lease } from "../Balancer.js"
@@ -246,7 +244,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           Effect.zipRight(
             Effect.zipRight(
               Metric.increment(failedCalls),
-              Effect.annotateCurrentSpan({ "llm.attempts": attempts.length, "llm.outcome": reason })
+              spans.annotate({ "llm.attempts": attempts.length, "llm.outcome": reason })
             ),
             Effect.fail(new RoutingFailed({ reason, lastError, attempts: attempts.slice(), retryAt }))
           )
@@ -296,14 +294,10 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                     const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
                     attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
                     latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
-                    const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
-                    if (span._tag === "Some" && span.value._tag === "Span") {
-                      span.value.attribute("llm.outcome", outcome)
-                    }
                     return Effect.void
                   })
                   return Effect.zipRight(
-                    counted,
+                    Effect.zipRight(counted, spans.annotate({ "llm.outcome": outcome })),
                     balancer.reportAttempt(
                       Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
                     )
@@ -441,7 +435,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           }
           if (Either.isRight(outcome)) {
             const [value, endpoint] = outcome.right
-            yield* Effect.annotateCurrentSpan({
+            yield* spans.annotate({
               "llm.endpoint": endpoint.name,
               "llm.attempts": attempts.length,
               "llm.outcome": "Success"
