@@ -74,6 +74,8 @@ export const runHttp = (options: {
   readonly concurrencies: ReadonlyArray<number>
   readonly calls: number
   readonly repetitions: number
+  /** Rounds of `calls` per path before measuring. */
+  readonly warmupRounds: number
 }) =>
   Effect.scoped(Effect.gen(function*() {
     const server = yield* startServer
@@ -92,9 +94,11 @@ export const runHttp = (options: {
     const routed = Llm.complete(request)
     const measureRouted = (calls: number, concurrency: number) =>
       Effect.provide(measure(routed, calls, concurrency), context)
-    // warm up both paths (connections, JIT)
-    yield* measure(direct, 2_000, 64)
-    yield* measureRouted(2_000, 64)
+    // warm up both paths (connections, JIT): throughput still climbs for about 12,000 calls
+    for (let i = 0; i < options.warmupRounds; i++) {
+      yield* measure(direct, options.calls, 64)
+      yield* measureRouted(options.calls, 64)
+    }
     const cases: Array<HttpCase> = []
     for (const concurrency of options.concurrencies) {
       const directRuns: Array<Measure["runs"][number]> = []
@@ -115,5 +119,5 @@ export const runHttp = (options: {
         addedP99Ms: r.p99Ms - d.p99Ms
       })
     }
-    return { cases, repetitions: options.repetitions }
+    return { cases, repetitions: options.repetitions, warmupRounds: options.warmupRounds }
   }))

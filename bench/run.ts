@@ -121,11 +121,11 @@ const program = Effect.gen(function*() {
   )
 
   // 3. HTTP
-  const http = yield* runHttp({ concurrencies: [64, 256], calls: 4_000, repetitions: 5 })
+  const http = yield* runHttp({ concurrencies: [64, 256], calls: 4_000, repetitions: 5, warmupRounds: 4 })
   console.log(
     `\nHTTP: ${count(4_000)} chat calls per repetition to a loopback OpenAI-compatible server (its own process), ` +
       `direct (OpenAiCompatible.complete) and routed (Llm.complete over 4 endpoints), alternating, ` +
-      `median of ${http.repetitions} repetitions`
+      `median of ${http.repetitions} repetitions after ${http.warmupRounds} warm-up rounds of each`
   )
   console.log(table(
     [
