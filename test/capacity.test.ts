@@ -431,3 +431,31 @@ describe("Strategy.capacity", () => {
       expect((yield* statsOf(b, "free")).requestsLastMinute).toBeNull()
     }).pipe(Effect.withRandom(Random.make("capacity full"))))
 })
+
+describe("quota groups", () => {
+  it.scoped("what the provider says of the account's limits reaches every endpoint of the group", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({
+        endpoints: [
+          endpoint("a", { quotaGroup: "acct" }),
+          endpoint("b", { quotaGroup: "acct" }),
+          endpoint("other")
+        ],
+        strategy: "round-robin"
+      })
+      const hint = RateLimit.remaining(
+        { "x-ratelimit-remaining-requests": "0", "x-ratelimit-limit-requests": "60", "x-ratelimit-reset-requests": "20s" },
+        0
+      )
+      yield* call(b, { exclude: ["b", "other"] }, Outcome.success({ rateLimit: hint }))
+      const error = yield* Effect.flip(b.acquire({ exclude: ["other"] }))
+      expect(error.passedOver).toEqual([
+        { endpoint: "a", reason: "no-headroom", until: 20_000 },
+        { endpoint: "b", reason: "no-headroom", until: 20_000 },
+        { endpoint: "other", reason: "excluded" }
+      ])
+      expect((yield* statsOf(b, "other")).headroom).toBe(1)
+      yield* TestClock.adjust("20 seconds")
+      expect(yield* refusal(b.acquire({ exclude: ["other", "a"] }))).toBe("admitted")
+    }))
+})

@@ -396,10 +396,27 @@ export const release = (
     next = addSpend(next, after.meter.spent - before.meter.spent, now)
   }
   const group = after.endpoint.quotaGroup
-  return group !== undefined && after.cooldownUntil > before.cooldownUntil
+  if (group === undefined) return [events, next]
+  // what the provider said of its limits is the account's, so the whole group's
+  const hint = ending._tag === "Success"
+    ? ending.measured?.rateLimit
+    : ending._tag === "Failure"
+    ? ending.rateLimit
+    : undefined
+  if (hint !== undefined) next = hintGroup(next, group, after.id, hint)
+  return after.cooldownUntil > before.cooldownUntil
     ? coolGroup(next, group, after, now, events)
     : [events, next]
 }
+
+/** Gives the other endpoints of a quota group what one of them heard of the account's limits. */
+const hintGroup = (table: Table, group: string, from: number, hint: RateLimit.Remaining): Table =>
+  withEntries(
+    table,
+    table.entries.map((entry) =>
+      entry.id === from || entry.endpoint.quotaGroup !== group ? entry : EndpointState.onProviderHint(entry, hint)
+    )
+  )
 
 const addSpend = (table: Table, amount: number, now: number): Table => {
   const start = EndpointState.budgetPeriod(table.budget!.periodMs, now)
