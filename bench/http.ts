@@ -6,7 +6,7 @@
  * by repetition, so that drift on a shared machine hits both alike.
  */
 import { FetchHttpClient } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import { Balancer, Chat, Endpoint, Llm, OpenAiCompatible, Provider, Router } from "effect-llm-balancer"
 import { fork } from "node:child_process"
 import { median } from "./harness.js"
@@ -63,6 +63,34 @@ const measure = <E, R>(one: Effect.Effect<unknown, E, R>, calls: number, concurr
     return { throughput: calls / seconds, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99) }
   })
 
+/**
+ * Open loop: calls start at a fixed rate (evenly spaced), whatever the earlier ones are
+ * doing, for `calls` calls; the latency of each, without the queueing a closed loop adds.
+ */
+const measureOpen = <E, R>(one: Effect.Effect<unknown, E, R>, calls: number, ratePerSecond: number) =>
+  Effect.gen(function*() {
+    const latencies: Array<number> = []
+    const gapMs = 1000 / ratePerSecond
+    const start = performance.now()
+    const fibers = []
+    for (let i = 0; i < calls; i++) {
+      const due = start + i * gapMs
+      const wait = due - performance.now()
+      if (wait >= 1) yield* Effect.sleep(Math.floor(wait))
+      fibers.push(
+        yield* Effect.fork(Effect.suspend(() => {
+          const began = performance.now()
+          return Effect.map(one, () => {
+            latencies.push(performance.now() - began)
+          })
+        }))
+      )
+    }
+    for (const fiber of fibers) yield* Fiber.join(fiber)
+    latencies.sort((a, b) => a - b)
+    return { p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99) }
+  })
+
 const summarize = (runs: ReadonlyArray<{ throughput: number; p50Ms: number; p99Ms: number }>): Measure => ({
   throughput: median(runs.map((r) => r.throughput)),
   p50Ms: median(runs.map((r) => r.p50Ms)),
@@ -76,6 +104,8 @@ export const runHttp = (options: {
   readonly repetitions: number
   /** Rounds of `calls` per path before measuring. */
   readonly warmupRounds: number
+  /** Calls per path and repetition of the open-loop measurement. */
+  readonly openCalls: number
 }) =>
   Effect.scoped(Effect.gen(function*() {
     const server = yield* startServer
@@ -119,5 +149,27 @@ export const runHttp = (options: {
         addedP99Ms: r.p99Ms - d.p99Ms
       })
     }
-    return { cases, repetitions: options.repetitions, warmupRounds: options.warmupRounds }
+    // open loop at half the slower path's closed-loop throughput: the latency a call gains
+    const rate = Math.round(Math.min(...cases.map((c) => c.routed.throughput)) / 2)
+    const openRuns: Array<{ direct: { p50Ms: number; p99Ms: number }; routed: { p50Ms: number; p99Ms: number } }> = []
+    for (let i = 0; i < options.repetitions; i++) {
+      openRuns.push({
+        direct: yield* measureOpen(direct, options.openCalls, rate),
+        routed: yield* Effect.provide(measureOpen(routed, options.openCalls, rate), context)
+      })
+    }
+    const open = {
+      ratePerSecond: rate,
+      calls: options.openCalls,
+      direct: {
+        p50Ms: median(openRuns.map((r) => r.direct.p50Ms)),
+        p99Ms: median(openRuns.map((r) => r.direct.p99Ms))
+      },
+      routed: {
+        p50Ms: median(openRuns.map((r) => r.routed.p50Ms)),
+        p99Ms: median(openRuns.map((r) => r.routed.p99Ms))
+      },
+      runs: openRuns
+    }
+    return { cases, open, repetitions: options.repetitions, warmupRounds: options.warmupRounds }
   }))

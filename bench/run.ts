@@ -121,7 +121,13 @@ const program = Effect.gen(function*() {
   )
 
   // 3. HTTP
-  const http = yield* runHttp({ concurrencies: [64, 256], calls: 4_000, repetitions: 5, warmupRounds: 4 })
+  const http = yield* runHttp({
+    concurrencies: [64, 256],
+    calls: 4_000,
+    repetitions: 5,
+    warmupRounds: 4,
+    openCalls: 2_000
+  })
   console.log(
     `\nHTTP: ${count(4_000)} chat calls per repetition to a loopback OpenAI-compatible server (its own process), ` +
       `direct (OpenAiCompatible.complete) and routed (Llm.complete over 4 endpoints), alternating, ` +
@@ -151,6 +157,16 @@ const program = Effect.gen(function*() {
       `${c.addedP99Ms.toFixed(1)} ms`
     ])
   ))
+  const o = http.open
+  console.log(
+    `\nOpen loop: ${count(o.calls)} calls per path and repetition started at ${o.ratePerSecond}/s (half the routed ` +
+      `closed-loop throughput), median of ${http.repetitions}: direct p50 ${o.direct.p50Ms.toFixed(2)} ms, ` +
+      `p99 ${o.direct.p99Ms.toFixed(2)} ms; routed p50 ${o.routed.p50Ms.toFixed(2)} ms, p99 ${
+        o.routed.p99Ms.toFixed(2)
+      } ms; added p50 ${(o.routed.p50Ms - o.direct.p50Ms).toFixed(2)} ms, p99 ${
+        (o.routed.p99Ms - o.direct.p99Ms).toFixed(2)
+      } ms (${o.routed.p99Ms - o.direct.p99Ms <= 1 ? "meets" : "MISSES"} the <= 1 ms target)`
+  )
   for (const c of http.cases) {
     console.log(
       `${c.concurrency} in flight: ${x(c.throughputRatio)} of direct throughput ` +
