@@ -157,15 +157,15 @@ const program = Effect.gen(function*() {
       `${c.addedP99Ms.toFixed(1)} ms`
     ])
   ))
-  const o = http.open
+  const openLoop = http.open
   console.log(
-    `\nOpen loop: ${count(o.calls)} calls per path and repetition started at ${o.ratePerSecond}/s (half the routed ` +
-      `closed-loop throughput), median of ${http.repetitions}: direct p50 ${o.direct.p50Ms.toFixed(2)} ms, ` +
-      `p99 ${o.direct.p99Ms.toFixed(2)} ms; routed p50 ${o.routed.p50Ms.toFixed(2)} ms, p99 ${
-        o.routed.p99Ms.toFixed(2)
-      } ms; added p50 ${(o.routed.p50Ms - o.direct.p50Ms).toFixed(2)} ms, p99 ${
-        (o.routed.p99Ms - o.direct.p99Ms).toFixed(2)
-      } ms (${o.routed.p99Ms - o.direct.p99Ms <= 1 ? "meets" : "MISSES"} the <= 1 ms target)`
+    `\nOpen loop: ${count(openLoop.calls)} calls per path and repetition started at ${openLoop.ratePerSecond}/s ` +
+      `(half the routed closed-loop throughput), median of ${http.repetitions}: direct p50 ` +
+      `${openLoop.direct.p50Ms.toFixed(2)} ms, p99 ${openLoop.direct.p99Ms.toFixed(2)} ms; routed p50 ` +
+      `${openLoop.routed.p50Ms.toFixed(2)} ms, p99 ${openLoop.routed.p99Ms.toFixed(2)} ms; added p50 ` +
+      `${(openLoop.routed.p50Ms - openLoop.direct.p50Ms).toFixed(2)} ms, p99 ` +
+      `${(openLoop.routed.p99Ms - openLoop.direct.p99Ms).toFixed(2)} ms ` +
+      `(${openLoop.routed.p99Ms - openLoop.direct.p99Ms <= 1 ? "meets" : "MISSES"} the <= 1 ms target)`
   )
   for (const c of http.cases) {
     console.log(
