@@ -444,7 +444,11 @@ describe("quota groups", () => {
         strategy: "round-robin"
       })
       const hint = RateLimit.remaining(
-        { "x-ratelimit-remaining-requests": "0", "x-ratelimit-limit-requests": "60", "x-ratelimit-reset-requests": "20s" },
+        {
+          "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-limit-requests": "60",
+          "x-ratelimit-reset-requests": "20s"
+        },
         0
       )
       yield* call(b, { exclude: ["b", "other"] }, Outcome.success({ rateLimit: hint }))
