@@ -47,6 +47,22 @@ const failing = Layer.effect(
   })
 )
 
+/** Streams one token, then fails with a 503. */
+const cutOff = Layer.effect(
+  LanguageModel.LanguageModel,
+  LanguageModel.make({
+    generateText: () => Effect.fail(overloaded),
+    streamText: () =>
+      Stream.concat(
+        Stream.make(
+          { type: "text-start", id: "1" },
+          { type: "text-delta", id: "1", delta: "par" }
+        ) as Stream.Stream<Response.StreamPartEncoded>,
+        Stream.fail(overloaded)
+      )
+  })
+)
+
 const balanced = (models: Record<string, Layer.Layer<LanguageModel.LanguageModel>>, policy?: Router.Policy) => {
   const BalancerLive = Balancer.layer({
     endpoints: Object.keys(models).map((name) => endpoint(name, { provider: "effect-ai" })),
@@ -103,4 +119,13 @@ describe("EffectAi bridge", () => {
       expect(error._tag).toBe("InvalidConfig")
       expect(error.message).toContain("models.typo")
     }))
+
+  it.scoped("after the first token a failing stream ends with an AiError", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Stream.runDrain(LanguageModel.streamText({ prompt: "hello" })))
+      expect(AiError.isAiError(error)).toBe(true)
+      expect(error._tag).toBe("UnknownError")
+      const a = (yield* Balancer.stats).find((s) => s.name === "a")!
+      expect([a.active, a.failures]).toEqual([0, 1])
+    }).pipe(Effect.provide(balanced({ a: cutOff }))))
 })

@@ -3,9 +3,9 @@
  * first token and not after it, and the stream's lease.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Fiber, Layer, Stream, TestClock } from "effect"
+import { Chunk, Context, Deferred, Effect, Fiber, Layer, Stream, TestClock } from "effect"
 import type { Provider as ProviderModel } from "../src/index.js"
-import { Chat, Errors, Llm, Provider } from "../src/index.js"
+import { Chat, Errors, Llm, Provider, Router } from "../src/index.js"
 import { endpoint, makeRouter } from "./helpers.js"
 
 const usage = { inputTokens: 12, outputTokens: 3 }
@@ -129,6 +129,44 @@ describe("Llm", () => {
       )
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(fiber)
+      const [a] = yield* balancer.stats
+      expect([a.active, a.successes, a.failures]).toEqual([0, 0, 0])
+    }))
+
+  it.scoped("a consumer that stops at the finish counts the stream as a success", () =>
+    Effect.gen(function*() {
+      const { balancer, context } = yield* setup({ good }, [["a", "good"]])
+      const fiber = yield* Effect.fork(
+        Stream.runCollect(
+          Stream.takeUntil(Stream.provideContext(Llm.stream(request), context), (e) => e._tag === "Finish")
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      const [a] = yield* balancer.stats
+      expect([a.active, a.successes, a.failures, a.outputTokens]).toEqual([0, 1, 0, 3])
+    }))
+
+  it.scoped("an interruption right after the stream is routed still releases its lease", () =>
+    Effect.gen(function*() {
+      const { balancer, context } = yield* setup({ good }, [["a", "good"]])
+      const real = Context.get(context, Router.Router)
+      const routed = yield* Deferred.make<void>()
+      // a router that hangs once it has routed: the widest window between routing and the stream
+      const hanging: Router.RouterService = {
+        execute: (call, policy) =>
+          Effect.zipRight(
+            Effect.zipRight(real.execute(call, policy), Deferred.succeed(routed, undefined)),
+            Effect.never
+          )
+      }
+      const fiber = yield* Effect.fork(
+        Stream.runCollect(Stream.provideContext(Llm.stream(request), Context.add(context, Router.Router, hanging)))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.await(routed)
+      expect((yield* balancer.stats)[0].active).toBe(1)
+      yield* Fiber.interrupt(fiber)
       const [a] = yield* balancer.stats
       expect([a.active, a.successes, a.failures]).toEqual([0, 0, 0])
     }))

@@ -6,7 +6,7 @@
  * a stream that ends without its finish is an error too (a cut connection is never a
  * clean end). Shared by `Llm.stream` and the `@effect/ai` bridge.
  */
-import { Duration, Effect, Exit, Option, Ref, Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Option, Ref, Scope, Stream } from "effect"
 import type * as Chunk from "effect/Chunk"
 import type { BalancerService, Lease } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
@@ -38,7 +38,6 @@ export interface Started<A, R> {
 interface Opened<A> {
   readonly head: ReadonlyArray<A>
   readonly pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>>
-  readonly scope: Scope.CloseableScope
   readonly lease: Lease
 }
 
@@ -56,6 +55,9 @@ export const failoverStream = <A, R>(
   Effect.gen(function*() {
     const { balancer, isFinish, isToken, observe, open, router } = options
     const context = yield* Effect.context<R>()
+    // how the stream ended decides the outcome; a consumer that stops early cancels it
+    const ending = yield* Ref.make<Outcome.Outcome>(Outcome.cancelled)
+    const callerScope = yield* Effect.scope
     const routed = yield* router.execute(
       (endpoint, _attempt, lease) =>
         Effect.flatMap(Scope.make(), (scope) =>
@@ -77,24 +79,26 @@ export const failoverStream = <A, R>(
               if (started) break
             }
             yield* lease.firstToken
-            // the stream goes on after this attempt: its consumer releases the lease
+            // the stream goes on after this attempt, and its consumer's scope releases the lease:
+            // registered before the lease is detached, so that no interruption can leak it
+            yield* Scope.addFinalizer(
+              callerScope,
+              Effect.zipRight(
+                Effect.flatMap(Ref.get(ending), (outcome) => balancer.release(lease, outcome)),
+                Scope.close(scope, Exit.void)
+              )
+            )
             yield* lease.detach
-            return { head, pull, scope, lease } satisfies Opened<A>
+            return { head, pull, lease } satisfies Opened<A>
           }).pipe(Effect.onExit((exit) => exit._tag === "Failure" ? Scope.close(scope, exit) : Effect.void))),
       // a hedge's loser could have its stream open already: streams are not hedged
       { ...options.policy, hedge: undefined }
     )
-    const { head, lease, pull, scope } = routed.value
+    const { head, lease, pull } = routed.value
     const endpoint = routed.endpoint
-    // how the stream ended decides the outcome; a consumer that stops early cancels it
-    const ending = yield* Ref.make<Outcome.Outcome>(Outcome.cancelled)
-    yield* Effect.addFinalizer(() =>
-      Effect.zipRight(
-        Effect.flatMap(Ref.get(ending), (outcome) => balancer.release(lease, outcome)),
-        Scope.close(scope, Exit.void)
-      )
-    )
     let finished = head.some(isFinish)
+    // an answer is complete at its finish, even if the consumer stops reading right there
+    if (finished) yield* Ref.set(ending, Outcome.success())
     const end = Effect.suspend(() =>
       finished
         ? Ref.set(ending, Outcome.success())
@@ -102,8 +106,9 @@ export const failoverStream = <A, R>(
     )
     const rest = Stream.repeatEffectChunkOption(pull).pipe(
       Stream.tap((part) => {
-        if (isFinish(part)) finished = true
-        return observe(part, lease)
+        if (!isFinish(part)) return observe(part, lease)
+        finished = true
+        return Effect.zipRight(observe(part, lease), Ref.set(ending, Outcome.success()))
       })
     )
     const idle = options.policy.idleTimeout
@@ -118,7 +123,10 @@ export const failoverStream = <A, R>(
     )
     const parts = Stream.concat(Stream.fromIterable(head), watched).pipe(
       Stream.concat(Stream.drain(Stream.fromEffect(end))),
-      Stream.tapError((error) => Ref.set(ending, Outcome.failure(error)))
+      // a failure after the finish does not undo a complete answer; a defect counts too
+      Stream.tapErrorCause((cause) =>
+        finished || Cause.isInterruptedOnly(cause) ? Effect.void : Ref.set(ending, Outcome.failure(Cause.squash(cause)))
+      )
     )
     return { endpoint, attempts: routed.attempts, parts }
   })

@@ -93,7 +93,10 @@ export const toProviderError = (endpoint: string, error: AiError.AiError, now: n
         )
         : new Errors.MalformedResponse({ endpoint, status: error.response.status, detail: error.message })
     case "HttpRequestError":
-      return new Errors.Unavailable({ endpoint, detail: error.message })
+      // a request that cannot be encoded fails the same way everywhere
+      return error.reason === "Encode"
+        ? new Errors.BadRequest({ endpoint, detail: error.message })
+        : new Errors.Unavailable({ endpoint, detail: error.message })
     case "MalformedOutput":
       return new Errors.MalformedResponse({ endpoint, detail: error.message })
     case "MalformedInput":
@@ -215,7 +218,20 @@ export const make = <E, R>(
           isFinish: (part) => part.type === "finish",
           observe: (part, lease) => part.type === "finish" ? lease.report({ usage: usageOf(part.usage) }) : Effect.void
         }).pipe(
-          Effect.map((started) => started.parts as Stream.Stream<unknown, unknown>),
+          Effect.map((started) =>
+            // after the first token too, the app sees only AiErrors (or its own errors)
+            Stream.catchAll(started.parts as Stream.Stream<unknown, unknown>, (error) =>
+              Stream.fail(
+                Option.isSome(held.error) && error instanceof Passthrough
+                  ? held.error.value
+                  : new AiError.UnknownError({
+                    module: "effect-llm-balancer",
+                    method: "streamText",
+                    description: error instanceof Error ? error.message : String(error),
+                    cause: error
+                  })
+              ))
+          ),
           Effect.catchAll(surface("streamText", held))
         )
       }))
