@@ -58,11 +58,14 @@ const tagged = <M>(cache: Map<string, M>, make: () => M, ...tags: ReadonlyArray<
   const id = tags.join("\u0000")
   let metric = cache.get(id)
   if (metric === undefined) {
+    // endpoints come and go: a bounded cache (a metric made again is the same metric)
+    if (cache.size >= maxTagged) cache.clear()
     metric = make()
     cache.set(id, metric)
   }
   return metric
 }
+const maxTagged = 4096
 const attemptCounters = new Map<string, Metric.Metric.Counter<number>>()
 const latencyHistograms = new Map<string, Metric.Metric.Histogram<number>>()
 const attemptCounter = (endpoint: string, outcome: string) =>
