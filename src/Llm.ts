@@ -115,20 +115,8 @@ export const complete = (
     )
   }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.complete"))
 
-const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => {
-  switch (part._tag) {
-    case "Start":
-      return undefined
-    case "Delta":
-      return Chat.StreamEvent.Delta({ text: part.text })
-    case "Finish":
-      return Chat.StreamEvent.Finish(
-        part.toolCalls === undefined
-          ? { finishReason: part.finishReason, usage: part.usage }
-          : { finishReason: part.finishReason, usage: part.usage, toolCalls: part.toolCalls }
-      )
-  }
-}
+/** A provider's `Delta` and `Finish` are the routed stream's as they are; `Start` is consumed. */
+const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => part._tag === "Start" ? undefined : part
 
 /**
  * A streamed answer: `Started` (naming the endpoint and the attempts it took), text

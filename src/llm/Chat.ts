@@ -160,6 +160,19 @@ export interface Response extends Completion {
 }
 
 /**
+ * How a streamed answer ended: the last part of a provider's stream and of `Llm.stream`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Finished {
+  readonly finishReason: FinishReason
+  readonly usage: Usage | undefined
+  /** Tool calls the stream carried, assembled (the provider's own shape), when any. */
+  readonly toolCalls?: ReadonlyArray<unknown> | undefined
+}
+
+/**
  * A part of a streamed answer, as a provider emits it: `Start` when the answer begins (with
  * what the headers said of the limits), `Delta`s of text, and one `Finish` with the usage.
  * A stream that ends without `Finish` was cut short: providers fail it with
@@ -171,12 +184,7 @@ export interface Response extends Completion {
 export type StreamPart = Data.TaggedEnum<{
   Start: { readonly rateLimit: Remaining | undefined }
   Delta: { readonly text: string }
-  Finish: {
-    readonly finishReason: FinishReason
-    readonly usage: Usage | undefined
-    /** Tool calls the stream carried, assembled (the provider's own shape), when any. */
-    readonly toolCalls?: ReadonlyArray<unknown> | undefined
-  }
+  Finish: Finished
 }>
 
 /**
@@ -195,12 +203,7 @@ export const StreamPart = Data.taggedEnum<StreamPart>()
 export type StreamEvent = Data.TaggedEnum<{
   Started: { readonly endpoint: Endpoint; readonly attempts: ReadonlyArray<Attempt> }
   Delta: { readonly text: string }
-  Finish: {
-    readonly finishReason: FinishReason
-    readonly usage: Usage | undefined
-    /** Tool calls the stream carried, assembled (the provider's own shape), when any. */
-    readonly toolCalls?: ReadonlyArray<unknown> | undefined
-  }
+  Finish: Finished
 }>
 
 /**
