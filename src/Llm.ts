@@ -40,22 +40,14 @@ import { Providers } from "./llm/Provider.js"
 import type { Policy } from "./Router.js"
 import { Router } from "./Router.js"
 
-const providerFor = (
-  providers: ReadonlyMap<string, Provider>,
-  endpoint: Endpoint
-): Effect.Effect<Provider, ProviderError> => {
-  const provider = providers.get(endpoint.provider)
-  return provider !== undefined
-    ? Effect.succeed(provider)
-    : Effect.fail(
-      new UnknownProviderError({
-        endpoint: endpoint.name,
-        detail: `no provider is registered for "${endpoint.provider}" (registered: ${
-          providers.size === 0 ? "none" : Array.from(providers.keys()).join(", ")
-        })`
-      })
-    )
-}
+/** An endpoint whose `provider` names no registered provider: its calls fail over. */
+const noProvider = (providers: ReadonlyMap<string, Provider>, endpoint: Endpoint): ProviderError =>
+  new UnknownProviderError({
+    endpoint: endpoint.name,
+    detail: `no provider is registered for "${endpoint.provider}" (registered: ${
+      providers.size === 0 ? "none" : Array.from(providers.keys()).join(", ")
+    })`
+  })
 
 /**
  * The call's hints: the policy's, with the request's group, tags and token estimates.
@@ -98,7 +90,7 @@ export const complete = (
       (providers: ReadonlyMap<string, Provider>) =>
       (endpoint: Endpoint, _attempt: number, lease: Lease): Effect.Effect<Chat.Completion, ProviderError> => {
         const provider = providers.get(endpoint.provider)
-        if (provider === undefined) return providerFor(providers, endpoint) as Effect.Effect<never, ProviderError>
+        if (provider === undefined) return Effect.fail(noProvider(providers, endpoint))
         return Effect.tap(
           provider.complete(endpoint, request),
           (completion) =>
@@ -138,7 +130,12 @@ export const stream = (
       balancer: yield* Balancer,
       policy: withHints(request, policy),
       open: (endpoint) =>
-        Effect.map(providerFor(providers, endpoint), (provider) => provider.stream(endpoint, request)),
+        Effect.suspend(() => {
+          const provider = providers.get(endpoint.provider)
+          return provider === undefined
+            ? Effect.fail(noProvider(providers, endpoint))
+            : Effect.succeed(provider.stream(endpoint, request))
+        }),
       isToken: (part: Chat.StreamPart) => part._tag === "Delta",
       isFinish: (part) => part._tag === "Finish",
       observe: (part, lease) =>
