@@ -6,13 +6,17 @@
  * 2. Selection cost: every built-in strategy over 10, 100 and 1,000 endpoints.
  * 3. HTTP: chat calls to a loopback OpenAI-compatible server, through `Llm.complete` and
  *    directly with the provider, at 64 and 256 calls in flight.
+ * 4. Peer comparison: cockatiel retry + circuit breaker against `Router.execute` around a
+ *    no-op, per call, with `await noop()` and `Effect.runPromise` baselines.
  *
  * Prints tables and writes `bench/results/balancer-overhead.json`,
- * `bench/results/selection-cost.json` and `bench/results/http-overhead.json`.
+ * `bench/results/selection-cost.json`, `bench/results/http-overhead.json` and
+ * `bench/results/cockatiel-comparison.json`.
  */
 import { Effect } from "effect"
 import { Strategy } from "effect-llm-balancer"
 import { mkdirSync, writeFileSync } from "node:fs"
+import { cockatielTiming, defaultCockatielOptions, describeCockatiel, runCockatiel } from "./cockatiel.js"
 import { machine, median, ns, table } from "./harness.js"
 import { runHttp } from "./http.js"
 import { runOverhead } from "./overhead.js"
@@ -175,6 +179,10 @@ const program = Effect.gen(function*() {
     )
   }
 
+  // 4. peer comparison with cockatiel
+  const comparison = yield* runCockatiel(defaultCockatielOptions)
+  console.log(`\n${describeCockatiel(comparison)}`)
+
   const finishedIn = Number(process.hrtime.bigint() - startedAt) / 1e9
   const files = [
     write("balancer-overhead.json", {
@@ -194,6 +202,12 @@ const program = Effect.gen(function*() {
       machine: facts,
       timing: "performance.now() per call and around each repetition; calls/s and per-call latency quantiles",
       http
+    }),
+    write("cockatiel-comparison.json", {
+      date,
+      machine: facts,
+      timing: cockatielTiming,
+      comparison
     })
   ]
   console.log(`\nFinished in ${finishedIn.toFixed(1)} s; wrote\n  ${files.join("\n  ")}`)

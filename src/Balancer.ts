@@ -263,12 +263,24 @@ export interface BalancerService {
   /**
    * The `q`-quantile (0..1) of the latencies of the endpoint's last 256 successful calls
    * (time to first token when streamed), and how many calls it is computed from; `undefined`
-   * for an endpoint it does not know or has not measured. The router hedges at its p95.
+   * for an endpoint it does not know or has not measured. The router hedges at the upper
+   * end of its p95's confidence interval.
    */
   readonly latencyQuantile: (
     name: string,
     q: number
-  ) => Effect.Effect<{ readonly ms: number; readonly samples: number } | undefined>
+  ) => Effect.Effect<
+    {
+      readonly ms: number
+      readonly samples: number
+      /**
+       * The upper end of the quantile's 95 % confidence interval (order statistics over
+       * the samples), but no further than the quantile halfway to 1 (p97.5 for p95): a
+       * delay that about a share `1 - q` of calls exceeds even when the estimate is noisy.
+       */
+      readonly upper?: number | undefined
+    } | undefined
+  >
   /**
    * Changes from the moment the stream starts running; a consumer that falls more than
    * 1,024 events behind loses the oldest.
@@ -324,6 +336,33 @@ export interface Options {
    * the period rolls over (endpoints priced at 0 still do).
    */
   readonly budget?: Endpoint.Budget | typeof Endpoint.Budget.Encoded | undefined
+  /**
+   * Active health checks for endpoints whose circuit is open: a passing check ends the
+   * open period at once, so the next call is the probe that closes it. Without them an
+   * endpoint is probed by real calls on the growing open periods (up to
+   * `maxRecoveryTimeout`), which keeps traffic off a long outage but can leave a
+   * recovered endpoint idle for minutes; with them it is back within about `interval`.
+   */
+  readonly healthCheck?: HealthCheck | undefined
+}
+
+/**
+ * A cheap call that tells whether an endpoint answers (listing models, say): any
+ * success passes, any failure, defect or a wait past `timeout` fails. It runs only
+ * while an endpoint's circuit is open, never counts as a call in its statistics, and a
+ * passing check ends an open period at most once (a failed probe after it opens the
+ * circuit again for longer, so a check that passes while calls fail costs one probe per
+ * opening).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HealthCheck {
+  readonly check: (endpoint: Endpoint.Endpoint) => Effect.Effect<unknown, unknown>
+  /** How often an open endpoint is checked. Default 5 seconds. */
+  readonly interval?: Duration.DurationInput | undefined
+  /** Default 2 seconds. */
+  readonly timeout?: Duration.DurationInput | undefined
 }
 
 /**

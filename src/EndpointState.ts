@@ -29,6 +29,19 @@ export interface EndpointState {
   readonly successes: number
   readonly failures: number
   readonly consecutiveFailures: number
+  /**
+   * When the last failure that counts against health ended (epoch ms; -Infinity if never).
+   * A success of a call started before it does not reset `consecutiveFailures`: it says
+   * how the endpoint was then, not now (slow calls that started before an outage end well
+   * after it began).
+   */
+  readonly lastFailureAt: number
+  /**
+   * Since when the endpoint has had calls in flight without answering any (epoch ms): the
+   * later of its last answer (an end, or a stream's first token) and the moment it went
+   * from idle to busy. Its oldest call in flight is at least `now - quietSince` old.
+   */
+  readonly quietSince: number
   /** Sum of the latencies of the successes that reported one, and their count. */
   readonly latencyTotalMs: number
   readonly latencyCount: number
@@ -145,6 +158,8 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   successes: 0,
   failures: 0,
   consecutiveFailures: 0,
+  lastFailureAt: -Infinity,
+  quietSince: now,
   latencyTotalMs: 0,
   latencyCount: 0,
   recent: Health.emptyRecent(now),
@@ -176,6 +191,8 @@ const clone = (s: EndpointState): Mutable => ({
   successes: s.successes,
   failures: s.failures,
   consecutiveFailures: s.consecutiveFailures,
+  lastFailureAt: s.lastFailureAt,
+  quietSince: s.quietSince,
   latencyTotalMs: s.latencyTotalMs,
   latencyCount: s.latencyCount,
   recent: s.recent,
@@ -383,6 +400,7 @@ export const status = (state: EndpointState, now: number): Health.Status => {
 export const onAcquire = (state: EndpointState, probe: boolean, now?: number, tokens = 0): EndpointState => {
   const next = clone(state)
   next.active = state.active + 1
+  if (now !== undefined && state.active === 0) next.quietSince = now
   if (now !== undefined && state.quota !== undefined) next.quota = reserve(state.quota, now, tokens)
   const circuit = state.circuit
   if (probe && circuit._tag !== "Closed") {
@@ -557,12 +575,15 @@ export const onSuccess = (
   now: number,
   latencyMs: number | undefined,
   probe: Probe,
-  measured?: Measured
+  measured?: Measured,
+  /** When the call started (epoch ms): a call older than the last failure resets nothing. */
+  startedAt?: number
 ): EndpointState => {
   const next = clone(state)
   next.active = Math.max(0, state.active - 1)
   next.successes = state.successes + 1
-  next.consecutiveFailures = 0
+  if (startedAt === undefined || startedAt >= state.lastFailureAt) next.consecutiveFailures = 0
+  next.quietSince = now
   // routing by speed looks at the first token of a streamed answer, not at its length
   const speedMs = measured?.ttftMs ?? latencyMs
   if (latencyMs !== undefined) {
@@ -617,11 +638,13 @@ export const onFailure = (
   const next = clone(state)
   next.active = Math.max(0, state.active - 1)
   next.failures = state.failures + 1
+  next.quietSince = now
   if (!countsAgainstHealth) {
     next.circuit = endProbe(state.circuit, probe)
     return next
   }
   next.consecutiveFailures = state.consecutiveFailures + 1
+  next.lastFailureAt = now
   next.recent = Health.record(state.recent, now, state.policy.windowMs, true, latencyMs)
   // a slow failure (a timeout, say) is slowness too; a fast one is left to the circuit breaker
   if (
@@ -770,9 +793,24 @@ export const latencyEstimateMs = (state: EndpointState, now: number): number | u
   state.latency === undefined
     ? undefined
     : state.active > 0
-    // calls in flight have not answered yet: no reason to think the endpoint got faster
-    ? state.latency.ms
+    // calls in flight have not answered yet: no reason to think the endpoint got faster; and
+    // if it has answered nothing for longer than its estimate, it is at least that slow now
+    // (a brownout shows before its first slow answer)
+    ? Math.max(state.latency.ms, now - state.quietSince)
     : Health.latencyAt(state.latency, now, state.policy.latencyDecayMs)
+
+/**
+ * A stream's first token arrived: an answer, as far as {@link latencyEstimateMs} is
+ * concerned.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const onFirstToken = (state: EndpointState, now: number): EndpointState => {
+  const next = clone(state)
+  next.quietSince = Math.max(state.quietSince, now)
+  return next
+}
 
 /**
  * The share of its normal traffic the endpoint takes now (see `Health.slowStartFactor`).

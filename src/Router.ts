@@ -65,8 +65,9 @@ export interface Policy {
    *
    * `delay: "p95"` waits for the 95th percentile of the endpoint's last 256 successful
    * calls as the balancer measured them (`Balancer.latencyQuantile`; time to first token
-   * for streamed calls), at least `minDelay`; until `minSamples` (default 20) were
-   * measured, the endpoint's attempts are not hedged.
+   * for streamed calls), taken at the upper end of its 95 % confidence interval so that a
+   * noisy estimate does not hedge more than about 5 % of attempts; at least `minDelay`;
+   * until `minSamples` (default 20) were measured, the endpoint's attempts are not hedged.
    */
   readonly hedge?:
     | { readonly delay: Duration.DurationInput }

@@ -54,6 +54,7 @@ export * as RateLimit from "./RateLimit.js"
  * @since 0.1.0
  */
 export * as Router from "./Router.js"
+export * as Simulation from "./Simulation.js"
 
 /**
  * @since 0.1.0

@@ -519,7 +519,7 @@ describe("options", () => {
       const error = yield* Effect.flip(Balancer.make(options))
       expect(error.issues).toEqual([{
         path: "stratgy",
-        message: "is unexpected, expected one of endpoints, strategy, health, panic, budget"
+        message: "is unexpected, expected one of endpoints, strategy, health, panic, budget, healthCheck"
       }])
     }))
 })

@@ -100,16 +100,19 @@ describe("Strategy.powerOfTwo (peak EWMA)", () => {
     expect(EndpointState.latencyEstimateMs(state, 10_000)).toBeCloseTo(250 * Math.exp(-1), 6)
   })
 
-  it("after a quiet spell a normal answer takes over; hanging calls stop the decay; a slow failure counts", () => {
+  it("after a quiet spell a normal answer takes over; hanging calls stop the decay and count as slowness; a slow failure counts", () => {
     const decay = 10_000
     const idle = Health.observeLatency(Health.observeLatency(undefined, 0, 2_000, decay), 30_000, 100, decay)
     expect(idle).toEqual({ ms: 100, at: 30_000 })
     const a = Either.getOrThrow(Endpoint.decodeEither(endpoint("a")))
     let state = EndpointState.make(0, a, Health.resolve(Health.defaultPolicy, a), 0)
     state = EndpointState.onSuccess(EndpointState.onAcquire(state, false), 0, 500, undefined)
-    const busy = EndpointState.onAcquire(state, false)
-    // a call in flight for a minute: the endpoint has not shown it got faster
-    expect(EndpointState.latencyEstimateMs(busy, 60_000)).toBe(500)
+    const busy = EndpointState.onAcquire(state, false, 0)
+    // a call in flight for a minute without an answer: the endpoint is at least that slow now
+    expect(EndpointState.latencyEstimateMs(busy, 60_000)).toBe(60_000)
+    // a call just started after a quiet spell: the endpoint has not shown it got faster
+    const justBusy = EndpointState.onAcquire(state, false, 59_900)
+    expect(EndpointState.latencyEstimateMs(justBusy, 60_000)).toBe(500)
     expect(EndpointState.latencyEstimateMs(state, 60_000)).toBeLessThan(2)
     const timedOut = EndpointState.onFailure(busy, 60_000, 30_000, undefined)
     expect(EndpointState.latencyEstimateMs(timedOut, 60_000)).toBe(30_000)

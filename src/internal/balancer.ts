@@ -12,6 +12,7 @@ import type * as RateLimit from "../RateLimit.js"
 import * as Strategy from "../Strategy.js"
 import * as config from "./config.js"
 import * as random from "./random.js"
+import * as schemas from "./schemas.js"
 import * as SlidingWindow from "./slidingWindow.js"
 import * as Table from "./table.js"
 import { Waiters } from "./waiters.js"
@@ -26,7 +27,10 @@ class LeaseImpl implements Lease {
   rateLimit: RateLimit.Remaining | undefined = undefined
   ttftMs: number | undefined = undefined
   constructor(
-    readonly owner: { readonly clock: Clock.Clock },
+    readonly owner: {
+      readonly clock: Clock.Clock
+      readonly firstToken: (id: number, now: number) => Effect.Effect<void>
+    },
     readonly endpoint: Endpoint.Endpoint,
     readonly id: number,
     readonly startedAt: number,
@@ -48,8 +52,11 @@ class LeaseImpl implements Lease {
     })
   }
   get firstToken(): Effect.Effect<void> {
-    return Effect.sync(() => {
-      if (this.ttftMs === undefined) this.ttftMs = this.owner.clock.unsafeCurrentTimeMillis() - this.startedAt
+    return Effect.suspend(() => {
+      if (this.ttftMs !== undefined) return Effect.void
+      const now = this.owner.clock.unsafeCurrentTimeMillis()
+      this.ttftMs = now - this.startedAt
+      return this.owner.firstToken(this.id, now)
     })
   }
   get detach(): Effect.Effect<void> {
@@ -78,9 +85,16 @@ export interface Resolved {
   readonly policy: Health.Policy
   readonly panic: boolean
   readonly budget: Table.Budget | undefined
+  readonly healthCheck: ResolvedHealthCheck | undefined
 }
 
-const optionKeys = ["endpoints", "strategy", "health", "panic", "budget"]
+export interface ResolvedHealthCheck {
+  readonly check: (endpoint: Endpoint.Endpoint) => Effect.Effect<unknown, unknown>
+  readonly intervalMs: number
+  readonly timeoutMs: number
+}
+
+const optionKeys = ["endpoints", "strategy", "health", "panic", "budget", "healthCheck"]
 
 const prefixed = (prefix: string, path: string) => path === "" ? prefix : `${prefix}.${path}`
 
@@ -162,9 +176,38 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
       }
     }
   }
+  const healthCheck = resolveHealthCheck(options.healthCheck, at("healthCheck"), issues)
   return issues.length > 0 || Either.isLeft(policy)
     ? Either.left(new InvalidConfig({ issues }))
-    : Either.right({ endpoints, strategy, policy: policy.right, panic: options.panic === true, budget })
+    : Either.right({ endpoints, strategy, policy: policy.right, panic: options.panic === true, budget, healthCheck })
+}
+
+const resolveHealthCheck = (
+  input: Options["healthCheck"],
+  path: string,
+  issues: Array<ConfigIssue>
+): ResolvedHealthCheck | undefined => {
+  if (input === undefined) return undefined
+  if (typeof input !== "object" || input === null || typeof input.check !== "function") {
+    issues.push({ path: prefixed(path, "check"), message: "must be a function from an endpoint to an effect" })
+    return undefined
+  }
+  const duration = (name: "interval" | "timeout", fallback: number) => {
+    const value = input[name]
+    if (value === undefined) return fallback
+    const decoded = config.decodeAll(schemas.DurationInput, value)
+    if (Either.isLeft(decoded) || Duration.toMillis(decoded.right) <= 0) {
+      issues.push({
+        path: prefixed(path, name),
+        message: Either.isLeft(decoded)
+          ? decoded.left.issues.map((i) => i.message).join("; ")
+          : "must be longer than 0"
+      })
+      return fallback
+    }
+    return Duration.toMillis(decoded.right)
+  }
+  return { check: input.check, intervalMs: duration("interval", 5_000), timeoutMs: duration("timeout", 2_000) }
 }
 
 const endingOf = (
@@ -182,7 +225,8 @@ const endingOf = (
           outcome.usage,
           outcome.rateLimit,
           outcome.timeToFirstToken === undefined ? undefined : Duration.toMillis(outcome.timeToFirstToken)
-        )
+        ),
+        startedAt: lease.startedAt
       }
     case "Failure":
       return {
@@ -200,6 +244,18 @@ const endingOf = (
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
+/**
+ * The upper end of the quantile's confidence interval, but no further out than the
+ * quantile halfway to 1 (p97.5 for p95); with fewer than 100 samples the interval
+ * reaches the largest one, which may be a stall, so it is the quantile itself.
+ */
+const upperOf = (entry: EndpointState.EndpointState, q: number): number | undefined => {
+  if (EndpointState.latencySamples(entry) < 100) return EndpointState.latencyQuantile(entry, q)
+  const bounds = EndpointState.latencyQuantileBounds(entry, q)
+  const further = EndpointState.latencyQuantile(entry, (1 + q) / 2)
+  return bounds === undefined || further === undefined ? undefined : Math.min(bounds.upper, further)
+}
+
 const endingOfExit = (
   exit: Exit.Exit<unknown, unknown>,
   lease: LeaseImpl,
@@ -207,7 +263,12 @@ const endingOfExit = (
   jitter: () => number
 ): Table.Ending => {
   if (Exit.isSuccess(exit)) {
-    return { _tag: "Success", latencyMs, measured: lease.measured(undefined, undefined, undefined) }
+    return {
+      _tag: "Success",
+      latencyMs,
+      measured: lease.measured(undefined, undefined, undefined),
+      startedAt: lease.startedAt
+    }
   }
   if (Cause.isInterruptedOnly(exit.cause)) return cancelled
   const failure = Cause.failureOption(exit.cause)
@@ -278,7 +339,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     // spend over the balancer's lifetime, removed endpoints included
     let totalSpent = 0
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Event>(1024), PubSub.shutdown)
-    const owner = { clock }
+    const owner = {
+      clock,
+      firstToken: (id: number, now: number) => Ref.update(ref, (table) => Table.firstToken(table, id, now))
+    }
 
     // Counts the changes that freed capacity. A waiter notes it when its attempt fails and
     // registers only if it has not moved since (one synchronous step), so no wake-up is
@@ -496,6 +560,57 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Table.update(table, index, EndpointState.forceUnhealthy)
       ], false)
 
+    // Active health checks on open circuits. A passing check ends the open period at once,
+    // so the next call is the probe; once per opening, since a failed probe opens the
+    // circuit again for longer, so a check that passes while calls fail costs one probe per
+    // opening. A failing check stretches the open period to `maxRecoveryTimeout`: while
+    // checks fail, calls probe only that often (a broken check delays recovery no longer).
+    const healthChecks = (hc: ResolvedHealthCheck) => {
+      const ended = new Map<string, number>()
+      const onResult = (name: string, since: number, passed: boolean) =>
+        Ref.update(ref, (table) => {
+          const index = Table.find(table, name)
+          if (index === -1) return table
+          const entry = table.entries[index]
+          const circuit = entry.circuit
+          const now = clock.unsafeCurrentTimeMillis()
+          if (circuit._tag !== "Open" || circuit.since !== since || circuit.until <= now) return table
+          if (!passed) {
+            const until = Math.max(circuit.until, since + entry.policy.maxRecoveryTimeoutMs)
+            return until === circuit.until ? table : Table.update(table, index, (e) => ({
+              ...e,
+              circuit: { ...circuit, until }
+            }))
+          }
+          ended.set(name, since)
+          freed++
+          waiters.wakeAll()
+          return Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until: now } }))
+        })
+      const checkOne = (entry: EndpointState.EndpointState, since: number) =>
+        hc.check(entry.endpoint).pipe(
+          Effect.timeout(Duration.millis(hc.timeoutMs)),
+          Effect.exit,
+          Effect.flatMap((exit) => onResult(entry.endpoint.name, since, Exit.isSuccess(exit)))
+        )
+      const round = Effect.flatMap(Ref.get(ref), (table) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const due: Array<readonly [EndpointState.EndpointState, number]> = []
+        for (const entry of Table.live(table)) {
+          const circuit = entry.circuit
+          if (
+            !entry.held && circuit._tag === "Open" && circuit.until > now &&
+            ended.get(entry.endpoint.name) !== circuit.since
+          ) due.push([entry, circuit.since])
+        }
+        return Effect.forEach(due, ([entry, since]) => checkOne(entry, since), {
+          concurrency: "unbounded",
+          discard: true
+        })
+      })
+      return Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(hc.intervalMs)), round))
+    }
+
     const withLive = <A>(f: (entries: ReadonlyArray<EndpointState.EndpointState>, now: number) => A) =>
       Effect.map(Ref.get(ref), (table) => f(Table.live(table), clock.unsafeCurrentTimeMillis()))
 
@@ -523,6 +638,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       PubSub.subscribe(pubsub)
     )
 
+    if (resolved.healthCheck !== undefined) {
+      yield* Effect.forkScoped(healthChecks(resolved.healthCheck))
+    }
+
     const service: BalancerService = {
       strategy: strategy.name,
       acquire: (hints) =>
@@ -546,7 +665,11 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           if (index === -1) return undefined
           const entry = table.entries[index]
           const ms = EndpointState.latencyQuantile(entry, q)
-          return ms === undefined ? undefined : { ms, samples: EndpointState.latencySamples(entry) }
+          return ms === undefined ? undefined : {
+            ms,
+            samples: EndpointState.latencySamples(entry),
+            upper: upperOf(entry, q)
+          }
         }),
       summary: Effect.map(
         Ref.get(ref),

@@ -225,7 +225,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           return Effect.map(balancer.latencyQuantile(endpoint.name, 0.95), (p95) =>
             p95 === undefined || p95.samples < (minSamples ?? 20)
               ? undefined
-              : Duration.millis(Math.max(p95.ms, toMillis(minDelay, 0))))
+              : Duration.millis(Math.max(p95.upper ?? p95.ms, toMillis(minDelay, 0))))
         }
         const hints: Hints = p.hints ?? {}
         cell.budget = RetryBudget.deposit(cell.budget, start, settings)

@@ -298,6 +298,8 @@ export type Ending =
     readonly latencyMs: number | undefined
     /** Time to first token, usage, provider hints and the reserved estimate, when there are any. */
     readonly measured: EndpointState.Measured | undefined
+    /** When the call started (epoch ms). */
+    readonly startedAt?: number | undefined
   }
   | {
     readonly _tag: "Failure"
@@ -383,7 +385,7 @@ export const release = (
   if (index === -1) return [noEvents, table]
   const before = table.entries[index]
   let after = ending._tag === "Success"
-    ? EndpointState.onSuccess(before, now, ending.latencyMs, probe, ending.measured)
+    ? EndpointState.onSuccess(before, now, ending.latencyMs, probe, ending.measured, ending.startedAt)
     : ending._tag === "Failure"
     ? onFailure(before, ending, probe, now)
     : EndpointState.onCancel(before, probe)
@@ -501,6 +503,12 @@ export const names = (table: Table): ReadonlyArray<string> =>
 export const remove = (table: Table, index: number): Table => {
   const entry = table.entries[index]
   return replace(table, index, entry.active === 0 ? undefined : EndpointState.markRemoved(entry))
+}
+
+/** A stream's first token arrived on the endpoint of lease `id`. */
+export const firstToken = (table: Table, id: number, now: number): Table => {
+  const index = indexOf(table, id)
+  return index === -1 ? table : replace(table, index, EndpointState.onFirstToken(table.entries[index], now))
 }
 
 export const update = (

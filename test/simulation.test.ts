@@ -1,0 +1,138 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Exit } from "effect"
+import { Errors, Simulation } from "effect-llm-balancer"
+
+const small: Simulation.ScenarioInput = {
+  name: "small",
+  traffic: { rate: 20, duration: "90 seconds" },
+  faults: [
+    { type: "outage", endpoint: "west", from: "20 seconds", to: "50 seconds" },
+    { type: "brownout", endpoint: "east", from: "40 seconds", to: "70 seconds", factor: 5 }
+  ],
+  endpoints: ["east", "west", "north"].map((name) => ({
+    name,
+    provider: "simulated",
+    model: "chat",
+    simulate: { latency: { median: "400 millis", p99: "2 seconds" }, tokensPerSecond: 200 }
+  }))
+}
+
+describe("Simulation", () => {
+  it.effect("the same seed gives the same report, byte for byte; another seed another one", () =>
+    Effect.gen(function*() {
+      const a = yield* Simulation.run(small, Simulation.balancer("default"), { seed: 42 })
+      const b = yield* Simulation.run(small, Simulation.balancer("default"), { seed: 42 })
+      const c = yield* Simulation.run(small, Simulation.balancer("default"), { seed: 43 })
+      expect(JSON.stringify(a)).toBe(JSON.stringify(b))
+      expect(JSON.stringify(a)).not.toBe(JSON.stringify(c))
+      expect(a.requests).toBeGreaterThan(1500)
+      expect(a.records).toHaveLength(a.requests)
+    }))
+
+  it.effect("every router sees the same traffic", () =>
+    Effect.gen(function*() {
+      const reports = yield* Simulation.compare(small, [
+        Simulation.balancer("default"),
+        Simulation.baseline("round-robin"),
+        Simulation.baseline("oracle")
+      ], { seed: 7 })
+      const arrivals = reports.map((r) => r.records.map((x) => x.at).join(","))
+      expect(new Set(arrivals).size).toBe(1)
+      // the round robin without health keeps hitting the dead endpoint; ours does not
+      const [ours, roundRobin, oracle] = reports
+      expect(roundRobin.sentWhileFailing).toBeGreaterThan(100)
+      expect(ours.sentWhileFailing).toBeLessThan(15)
+      expect(oracle.sentWhileFailing).toBe(0)
+      // a request is never lost: each ends as an answer or a failure with a reason
+      for (const r of reports) {
+        expect(r.succeeded + r.failed).toBe(r.requests)
+        for (const record of r.records) if (!record.ok) expect(record.error).toBeDefined()
+      }
+    }))
+
+  it.effect("the timeline covers the run and counts every attempt", () =>
+    Effect.gen(function*() {
+      const r = yield* Simulation.run(small, Simulation.balancer("default"), { seed: 3, bucket: "10 seconds" })
+      expect(r.timeline).toHaveLength(9)
+      const counted = r.timeline.reduce((n, b) => n + b.attempts.reduce((m, x) => m + x, 0), 0)
+      expect(counted).toBe(r.attempts)
+      // the outage of "west" opened its circuit during the outage
+      const west = 1
+      expect(r.timeline.slice(2, 5).some((b) => b.circuits[west] !== "closed")).toBe(true)
+      expect(r.timeline[0].circuits[west]).toBe("closed")
+    }))
+
+  it.effect("progress is reported once per slice", () =>
+    Effect.gen(function*() {
+      const seen: Array<Simulation.Progress> = []
+      yield* Simulation.run(small, Simulation.balancer("default"), {
+        seed: 3,
+        bucket: "30 seconds",
+        onProgress: (p) => seen.push(p)
+      })
+      expect(seen.map((p) => p.elapsedMs)).toEqual([30_000, 60_000, 90_000])
+      expect(Simulation.progressLine(seen[1])).toContain("67%")
+    }))
+
+  it.effect("a bad scenario names every bad field", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Simulation.run({
+        ...small,
+        traffic: { rate: -1, duration: "1 minute" },
+        faults: [{ type: "outage", endpoint: "nowhere", from: "1 second", to: "2 seconds" }],
+        endpoints: [
+          {
+            name: "east",
+            provider: "simulated",
+            model: "chat",
+            simulate: { latency: { median: "2 seconds", p99: "1 second" } }
+          },
+          { name: "west", provider: "simulated", model: "chat" } as never
+        ]
+      }, Simulation.balancer("default")))
+      expect(Exit.isFailure(exit)).toBe(true)
+      const error = Either.getOrThrow(Either.flip(
+        yield* Effect.either(Simulation.decode({
+          ...small,
+          faults: [{ type: "outage", endpoint: "nowhere", from: "1 second", to: "2 seconds" }],
+          endpoints: [
+            {
+              name: "east",
+              provider: "simulated",
+              model: "chat",
+              simulate: { latency: { median: "2 seconds", p99: "1 second" } }
+            },
+            { name: "west", provider: "simulated", model: "chat" }
+          ]
+        }))
+      ))
+      expect(error).toBeInstanceOf(Errors.InvalidConfig)
+      const paths = error.issues.map((i) => i.path)
+      expect(paths).toContain("endpoints[0].simulate.latency")
+      expect(paths).toContain("endpoints[1].simulate")
+      expect(paths).toContain("faults[0].endpoint")
+    }))
+})
+
+/**
+ * The bars of the default configuration, on shorter versions of the built-in scenarios
+ * (the bench runs the full ones against every router).
+ */
+describe("built-in scenarios: the default configuration clears its bars", () => {
+  // a brownout or a flap shortened further says more about how fast it is noticed than how it is handled
+  const scales: Partial<Record<keyof typeof Simulation.builtIns, number>> = { brownout: 1, flapping: 1, stalls: 1 }
+  for (const [name, builtIn] of Object.entries(Simulation.builtIns)) {
+    const scale = scales[name as keyof typeof Simulation.builtIns] ?? 2
+    it.effect(name, () =>
+      Effect.gen(function*() {
+        // only the routers the bars compare: ours, its variants, the oracle (the demo: all)
+        const contenders = builtIn.contenders.filter((c) =>
+          name === "demo" || c._tag === "Balancer" || c.name === "oracle"
+        )
+        const reports = yield* Simulation.compare(builtIn.scenario(scale), contenders, { seed: 1 })
+        const bars = builtIn.bars(reports)
+        expect(bars.length).toBeGreaterThan(0)
+        for (const bar of bars) expect(bar, bar.name).toMatchObject({ pass: true })
+      }), { timeout: 120_000 })
+  }
+})
