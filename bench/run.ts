@@ -8,6 +8,9 @@
  *    directly with the provider, at 64 and 256 calls in flight.
  * 4. Peer comparison: cockatiel retry + circuit breaker against `Router.execute` around a
  *    no-op, per call, with `await noop()` and `Effect.runPromise` baselines.
+ * 5. Routing quality: every built-in `Simulation` scenario against our default
+ *    configuration, the baselines and the oracle (`bench/results/simulation.json`,
+ *    `bench/results/simulation.md`, the tables of docs/benchmarks.md).
  *
  * Prints tables and writes `bench/results/balancer-overhead.json`,
  * `bench/results/selection-cost.json`, `bench/results/http-overhead.json` and
@@ -21,6 +24,7 @@ import { machine, median, ns, table } from "./harness.js"
 import { runHttp } from "./http.js"
 import { runOverhead } from "./overhead.js"
 import { classify, runSelection } from "./selection.js"
+import { runSimulation, writeSimulation } from "./simulation.js"
 
 const resultsDir = new URL("./results/", import.meta.url)
 
@@ -211,6 +215,12 @@ const program = Effect.gen(function*() {
     })
   ]
   console.log(`\nFinished in ${finishedIn.toFixed(1)} s; wrote\n  ${files.join("\n  ")}`)
+
+  // 5. routing quality: every built-in scenario against every router
+  console.log("\nRouting quality: the built-in scenarios, full length, seed 1")
+  const simulation = yield* runSimulation(1)
+  writeSimulation(simulation, date)
+  console.log("wrote bench/results/simulation.json and bench/results/simulation.md")
 })
 
 Effect.runPromise(program).catch((error) => {
