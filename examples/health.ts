@@ -1,7 +1,8 @@
 /**
  * Health tracking: failures open the circuit, a probe closes it again (a failed probe
- * opens it for longer), DEGRADED endpoints are used last, interrupted calls count
- * neither way, and an operator can force an endpoint out and back in. Most sections run
+ * opens it for longer), active health checks end an open period once the endpoint answers
+ * again, DEGRADED endpoints are used last, interrupted calls count neither way, and an
+ * operator can force an endpoint out and back in. Most sections run
  * on `TestClock`, so a 30-second recovery takes no time; the last one reads its
  * configuration with `BalancerLive` and recovers on the real clock after 200 ms.
  *
@@ -9,6 +10,7 @@
  *
  * docs/health.md quotes trimmed copies of the sections below.
  */
+import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import {
   ConfigProvider,
   Console,
@@ -16,6 +18,7 @@ import {
   Duration,
   Effect,
   Fiber,
+  Layer,
   Queue,
   Random,
   Ref,
@@ -23,7 +26,7 @@ import {
   TestContext
 } from "effect"
 import type { Event } from "effect-llm-balancer"
-import { Balancer, Outcome } from "effect-llm-balancer"
+import { Balancer, OpenAiCompatible, Outcome } from "effect-llm-balancer"
 
 class Unavailable extends Data.TaggedError("Unavailable")<{ readonly endpoint: string }> {}
 
@@ -106,6 +109,68 @@ const circuit = Effect.gen(function*() {
   yield* printEvents
   yield* Console.log(`       ${yield* status}`)
 }).pipe(Effect.scoped, Effect.provide(CircuitLayer))
+
+// --- active health checks: GET {baseUrl}/models while the circuit is open --------------
+
+/** Passes when `GET {baseUrl}/models` answers 2xx (OpenAI-compatible endpoints). */
+const listModels = (client: HttpClient.HttpClient): Balancer.HealthCheck => {
+  const ok = HttpClient.filterStatusOk(client) // a 503 or a 401 fails the check
+  return {
+    check: (endpoint) => {
+      const base = (endpoint.baseUrl ?? OpenAiCompatible.defaultBaseUrl).replace(/\/+$/, "")
+      const request = HttpClientRequest.get(`${base}/models`)
+      return ok.execute(
+        endpoint.apiKey === undefined ? request : HttpClientRequest.bearerToken(request, endpoint.apiKey)
+      )
+    },
+    interval: "5 seconds", // the defaults
+    timeout: "2 seconds"
+  }
+}
+
+// the check needs its HttpClient when the balancer is built
+const CheckedLayer = Layer.unwrapEffect(
+  Effect.map(HttpClient.HttpClient, (client) =>
+    Balancer.layer({
+      endpoints: [{ name: "primary", provider: "openai", model: "gpt-4o-mini", baseUrl: "https://llm.example.com/v1" }],
+      health: { recoveryTimeout: "30 seconds" },
+      healthCheck: listModels(client)
+    }))
+)
+
+/** A stand-in for the provider's API, so that the example runs offline: 503 while it is down. */
+let apiDown = true
+const FakeApi = Layer.succeed(
+  HttpClient.HttpClient,
+  HttpClient.make((request) =>
+    Effect.sync(() =>
+      HttpClientResponse.fromWeb(
+        request,
+        new Response(apiDown ? "down" : `{"data":[]}`, { status: apiDown ? 503 : 200 })
+      )
+    )
+  )
+)
+
+const checked = Effect.gen(function*() {
+  const printEvents = yield* watchEvents
+  const fail = Effect.ignore(Balancer.use(() => Effect.fail(new Unavailable({ endpoint: "primary" }))))
+  const probeAt = Effect.map(
+    Balancer.stats,
+    ([s]) => s.unhealthyUntil === null ? "now" : `t=${seconds(s.unhealthyUntil)}`
+  )
+  yield* Effect.repeatN(fail, 2) // three failures: open for 30 s
+  yield* printEvents
+  yield* TestClock.adjust("5 seconds") // the check at t=5s gets a 503: open until since + maxRecoveryTimeout
+  yield* Console.log(`t=5s   ${yield* status}, probe at ${yield* probeAt}`)
+  apiDown = false // the outage ends at t=5s
+  yield* TestClock.adjust("5 seconds") // the check at t=10s passes: the open period ends
+  yield* Console.log(`t=10s  ${yield* status}, probe at ${yield* probeAt}`)
+  const served = yield* Balancer.use((endpoint, lease) => Effect.succeed(`${endpoint.name} probe=${lease.probe}`))
+  yield* Console.log(`t=10s  ${served}`)
+  yield* printEvents
+  yield* Console.log(`       ${yield* status}`)
+}).pipe(Effect.scoped, Effect.provide(CheckedLayer.pipe(Layer.provide(FakeApi)))) // FetchHttpClient.layer for real
 
 // --- DEGRADED and the decaying recent window ------------------------------------------
 
@@ -227,6 +292,7 @@ const onTestClock = <A, E>(title: string, section: Effect.Effect<A, E>) =>
 
 await Effect.runPromise(Effect.all([
   onTestClock("the circuit", circuit),
+  onTestClock("active health checks", checked),
   onTestClock("DEGRADED and the recent window", degraded),
   onTestClock("slow answers", slow),
   onTestClock("interrupted calls", interrupted),

@@ -588,7 +588,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           return Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until: now } }))
         })
       const checkOne = (entry: EndpointState.EndpointState, since: number) =>
-        hc.check(entry.endpoint).pipe(
+        // a check that throws instead of failing must not end the checking for good
+        Effect.suspend(() => hc.check(entry.endpoint)).pipe(
           Effect.timeout(Duration.millis(hc.timeoutMs)),
           Effect.exit,
           Effect.flatMap((exit) => onResult(entry.endpoint.name, since, Exit.isSuccess(exit)))
