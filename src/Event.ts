@@ -28,6 +28,12 @@ export type Event = Data.TaggedEnum<{
   }
   /** An endpoint answered 429 and rests until `until` (its `Retry-After`, jittered). */
   EndpointRateLimited: { readonly name: string; readonly at: number; readonly until: number }
+  /**
+   * An active health check (`Balancer.Options.healthCheck`) changed an open circuit: it
+   * passed, so the next call is the probe (`until` is now), or it failed, so the circuit
+   * stays open until `until`.
+   */
+  EndpointChecked: { readonly name: string; readonly at: number; readonly passed: boolean; readonly until: number }
   /** An open circuit's recovery time passed and a probe was sent. */
   EndpointProbing: { readonly name: string; readonly at: number }
   /** The router finished one attempt of a call on an endpoint. */

@@ -419,9 +419,9 @@ describe("healthCheck: lifetime", () => {
       yield* failCalls(b, "a")
       yield* TestClock.adjust("5 seconds")
       expect(calls).toEqual(["a"])
-      // the first check ends at 6 s (and stretches the open period to 10 minutes), the next
-      // round is at 11 s: its check is in flight at 11.5 s
-      yield* TestClock.adjust("6500 millis")
+      // the first check ends at 6 s (and stretches the open period to 10 minutes); rounds do
+      // not wait for checks, so the next starts at 10 s and its check is in flight at 10.5 s
+      yield* TestClock.adjust("5500 millis")
       expect(calls).toEqual(["a", "a"])
       expect(interrupted).toBe(0)
       yield* Scope.close(scope, Exit.void)
@@ -430,5 +430,47 @@ describe("healthCheck: lifetime", () => {
       expect(calls).toEqual(["a", "a"])
       // the balancer itself still answers; its circuit just waits for its open period
       expect((yield* statsOf(b, "a")).unhealthyUntil).toBe(600_000)
+    }))
+})
+
+describe("healthCheck: independence and events", () => {
+  it.scoped("a check that hangs delays no other endpoint's checks, and is not run twice at once", () =>
+    Effect.gen(function*() {
+      const { calls, check } = recording((name) => name === "a" ? Effect.never : Effect.fail("down"))
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a"), endpoint("b")],
+        health: { recoveryTimeout: "1 minute", maxRecoveryTimeout: "10 minutes" },
+        healthCheck: { check, timeout: "1 minute" }
+      })
+      yield* failCalls(b, "a", ["b"])
+      yield* failCalls(b, "b", ["a"])
+      yield* TestClock.adjust("5 seconds")
+      expect(calls).toEqual(["a", "b"])
+      // b is checked every 5 s (its checks fail fast); a's check still hangs and is not
+      // started again while it does
+      yield* TestClock.adjust("20 seconds")
+      expect(calls.filter((n) => n === "a")).toEqual(["a"])
+      expect(calls.filter((n) => n === "b").length).toBeGreaterThanOrEqual(4)
+    }))
+
+  it.scoped("a check that changes a circuit is published as EndpointChecked", () =>
+    Effect.gen(function*() {
+      let passing = false
+      const { check } = recording(() => passing ? Effect.void : Effect.fail("down"))
+      const b = yield* makeBalancer({
+        endpoints: [endpoint("a")],
+        health: { recoveryTimeout: "1 minute", maxRecoveryTimeout: "10 minutes" },
+        healthCheck: { check }
+      })
+      const events = yield* b.subscribe
+      yield* failCalls(b, "a")
+      yield* TestClock.adjust("5 seconds")
+      passing = true
+      yield* TestClock.adjust("5 seconds")
+      const checked = (yield* events.takeAll).pipe((chunk) => [...chunk]).filter((e) => e._tag === "EndpointChecked")
+      expect(checked).toEqual([
+        { _tag: "EndpointChecked", name: "a", at: 5_000, passed: false, until: 600_000 },
+        { _tag: "EndpointChecked", name: "a", at: 10_000, passed: true, until: 10_000 }
+      ])
     }))
 })

@@ -567,47 +567,56 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     // checks fail, calls probe only that often (a broken check delays recovery no longer).
     const healthChecks = (hc: ResolvedHealthCheck) => {
       const ended = new Map<string, number>()
+      // an endpoint whose check has not answered yet is not checked again; the others are
+      // checked on time whatever one slow check does
+      const checking = new Set<string>()
       const onResult = (name: string, since: number, passed: boolean) =>
-        Ref.update(ref, (table) => {
+        Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
           const index = Table.find(table, name)
-          if (index === -1) return table
+          if (index === -1) return [Effect.void, table]
           const entry = table.entries[index]
           const circuit = entry.circuit
           const now = clock.unsafeCurrentTimeMillis()
-          if (circuit._tag !== "Open" || circuit.since !== since || circuit.until <= now) return table
+          if (circuit._tag !== "Open" || circuit.since !== since || circuit.until <= now) return [Effect.void, table]
           if (!passed) {
             const until = Math.max(circuit.until, since + entry.policy.maxRecoveryTimeoutMs)
-            return until === circuit.until ? table : Table.update(table, index, (e) => ({
-              ...e,
-              circuit: { ...circuit, until }
-            }))
+            return until === circuit.until ? [Effect.void, table] : [
+              publish([Event.EndpointChecked({ name, at: now, passed, until })]),
+              Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until } }))
+            ]
           }
           ended.set(name, since)
           freed++
           waiters.wakeAll()
-          return Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until: now } }))
-        })
-      const checkOne = (entry: EndpointState.EndpointState, since: number) =>
+          return [
+            publish([Event.EndpointChecked({ name, at: now, passed, until: now })]),
+            Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until: now } }))
+          ]
+        }))
+      const checkOne = (name: string, endpoint: Endpoint.Endpoint, since: number) =>
         // a check that throws instead of failing must not end the checking for good
-        Effect.suspend(() => hc.check(entry.endpoint)).pipe(
+        Effect.suspend(() => hc.check(endpoint)).pipe(
           Effect.timeout(Duration.millis(hc.timeoutMs)),
           Effect.exit,
-          Effect.flatMap((exit) => onResult(entry.endpoint.name, since, Exit.isSuccess(exit)))
+          Effect.flatMap((exit) => onResult(name, since, Exit.isSuccess(exit))),
+          Effect.ensuring(Effect.sync(() => checking.delete(name)))
         )
       const round = Effect.flatMap(Ref.get(ref), (table) => {
         const now = clock.unsafeCurrentTimeMillis()
-        const due: Array<readonly [EndpointState.EndpointState, number]> = []
+        const due: Array<Effect.Effect<void>> = []
         for (const entry of Table.live(table)) {
           const circuit = entry.circuit
+          const name = entry.endpoint.name
           if (
-            !entry.held && circuit._tag === "Open" && circuit.until > now &&
-            ended.get(entry.endpoint.name) !== circuit.since
-          ) due.push([entry, circuit.since])
+            !entry.held && circuit._tag === "Open" && circuit.until > now && !checking.has(name) &&
+            ended.get(name) !== circuit.since
+          ) {
+            checking.add(name)
+            due.push(checkOne(name, entry.endpoint, circuit.since))
+          }
         }
-        return Effect.forEach(due, ([entry, since]) => checkOne(entry, since), {
-          concurrency: "unbounded",
-          discard: true
-        })
+        // forked: children of the checking fiber, interrupted with it when the scope closes
+        return Effect.forEach(due, (check) => Effect.fork(check), { discard: true })
       })
       return Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(hc.intervalMs)), round))
     }
