@@ -54,8 +54,7 @@ export const attemptLatency = Metric.fromMetricKey(attemptLatencyKey)
  * Tagged metrics, made once per tag set: `Metric.tagged` builds a new key (and hashes it
  * into the registry) on every update, which cost more than the rest of an attempt.
  */
-const tagged = <M>(cache: Map<string, M>, make: () => M, ...tags: ReadonlyArray<string>): M => {
-  const id = tags.join("\u0000")
+const tagged = <M>(cache: Map<string, M>, id: string, make: () => M): M => {
   let metric = cache.get(id)
   if (metric === undefined) {
     // endpoints come and go: a bounded cache (a metric made again is the same metric)
@@ -71,21 +70,20 @@ const latencyHistograms = new Map<string, Metric.Metric.Histogram<number>>()
 const attemptCounter = (endpoint: string, outcome: string) =>
   tagged(
     attemptCounters,
+    `${endpoint}\u0000${outcome}`,
     () =>
       Metric.fromMetricKey(
         MetricKey.taggedWithLabels(attemptsKey, [
           MetricLabel.make("endpoint", endpoint),
           MetricLabel.make("outcome", outcome)
         ])
-      ),
-    endpoint,
-    outcome
+      )
   )
 const latencyHistogram = (endpoint: string) =>
   tagged(
     latencyHistograms,
-    () => Metric.fromMetricKey(MetricKey.taggedWithLabels(attemptLatencyKey, [MetricLabel.make("endpoint", endpoint)])),
-    endpoint
+    endpoint,
+    () => Metric.fromMetricKey(MetricKey.taggedWithLabels(attemptLatencyKey, [MetricLabel.make("endpoint", endpoint)]))
   )
 
 type Failure = ProviderError | NoEndpointAvailable
@@ -287,49 +285,48 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                   duration: Duration.millis(timeoutMs),
                   onTimeout: timedOut
                 })
+              // one synchronous step for the record, the metrics and the span: this runs on
+              // every attempt, and each effect operation costs more than all of it
               const record = (outcome: Attempt["outcome"]) =>
-                Effect.suspend(() => {
+                Effect.withFiberRuntime<void>((fiber) => {
                   const at = clock.unsafeCurrentTimeMillis()
                   const latencyMs = at - startedAt
                   attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
-                  // one step for the metrics and the span: this runs on every attempt
-                  const counted = Effect.withFiberRuntime<void>((fiber) => {
-                    const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-                    attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
-                    latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
-                    return Effect.void
-                  })
-                  return Effect.zipRight(
-                    Effect.zipRight(counted, spans.annotate({ "llm.outcome": outcome })),
-                    balancer.reportAttempt(
-                      Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
-                    )
+                  const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+                  attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
+                  latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
+                  spans.annotateIn(fiber, "llm.outcome", outcome)
+                  return balancer.reportAttempt(
+                    Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
                   )
                 })
               return spans.withSpan(
-                Effect.zipRight(hedge ? Metric.increment(hedges) : Effect.void, timed).pipe(
-                  Effect.tapBoth({
-                    onFailure: (e) => {
-                      lastFailure = { error: e, endpoint }
-                      return record(e._tag)
-                    },
-                    onSuccess: () =>
-                      record("Success")
+                (hedge ? Effect.zipRight(Metric.increment(hedges), timed) : timed).pipe(
+                  Effect.onExit((exit) => {
+                    if (Exit.isSuccess(exit)) {
+                      return record("Success")
+                    }
+                    const failure = Cause.failureOption(exit.cause)
+                    if (failure._tag === "Some") {
+                      lastFailure = { error: failure.value, endpoint }
+                      return record(failure.value._tag)
+                    }
+                    // interrupted (a lost hedge race, the caller gave up); a defect is no attempt's outcome
+                    return Cause.isInterruptedOnly(exit.cause) ? record("Cancelled") : Effect.void
                   }),
-                  Effect.onInterrupt(() =>
-                    record("Cancelled")
-                  ),
-                  Effect.map((value) => [value, endpoint] as const)
+                  Effect.map((value) =>
+                    [value, endpoint] as const
+                  )
                 ),
                 "effect-llm-balancer.attempt",
-                {
+                () => ({
                   attributes: {
                     "llm.endpoint": endpoint.name,
                     "llm.provider": endpoint.provider,
                     "llm.attempt": n,
                     hedge
                   }
-                }
+                })
               )
             }), attemptHints)
 
@@ -401,11 +398,13 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
             if (!withdraw()) return yield* stop("retry-budget")
             yield* Metric.increment(retries)
           }
-          for (const [key, limits] of Object.entries(p.tiers ?? {})) {
-            const tier = Number(key)
-            if (limits.maxAttempts !== undefined && (perTier.get(tier) ?? 0) >= limits.maxAttempts) {
-              const names = (yield* balancer.endpoints).filter((e) => e.priority === tier).map((e) => e.name)
-              for (const name of names) if (!spentTiers.includes(name)) spentTiers.push(name)
+          if (p.tiers !== undefined) {
+            for (const [key, limits] of Object.entries(p.tiers)) {
+              const tier = Number(key)
+              if (limits.maxAttempts !== undefined && (perTier.get(tier) ?? 0) >= limits.maxAttempts) {
+                const names = (yield* balancer.endpoints).filter((e) => e.priority === tier).map((e) => e.name)
+                for (const name of names) if (!spentTiers.includes(name)) spentTiers.push(name)
+              }
             }
           }
           const exclude = [...(hints.exclude ?? []), ...spentTiers]

@@ -13,10 +13,11 @@ const nativeTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 export const withSpan = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   name: string,
-  options?: Tracer.SpanOptions
+  /** Made only when a span is (attributes cost an object per call). */
+  options?: () => Tracer.SpanOptions
 ): Effect.Effect<A, E, R> =>
   Effect.tracerWith((tracer) =>
-    tracer === nativeTracer ? effect : Effect.withSpan(effect, name, { captureStackTrace: false, ...options })
+    tracer === nativeTracer ? effect : Effect.withSpan(effect, name, { captureStackTrace: false, ...options?.() })
   )
 
 /**
@@ -32,3 +33,9 @@ export const annotate = (attributes: Readonly<Record<string, unknown>>): Effect.
     }
     return Effect.void
   })
+
+/** One attribute on the fiber's current span, if there is one, inside a step already running. */
+export const annotateIn = (fiber: { readonly currentContext: Context.Context<never> }, key: string, value: unknown) => {
+  const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+  if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute(key, value)
+}
