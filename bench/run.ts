@@ -10,11 +10,12 @@
  *    no-op, per call, with `await noop()` and `Effect.runPromise` baselines.
  * 5. Routing quality: every built-in `Simulation` scenario against our default
  *    configuration, the baselines and the oracle (`bench/results/simulation.json`,
- *    `bench/results/simulation.md`, the tables of docs/benchmarks.md).
+ *    `bench/results/simulation.md`).
  *
- * Prints tables and writes `bench/results/balancer-overhead.json`,
+ * Prints tables, writes `bench/results/balancer-overhead.json`,
  * `bench/results/selection-cost.json`, `bench/results/http-overhead.json` and
- * `bench/results/cockatiel-comparison.json`.
+ * `bench/results/cockatiel-comparison.json`, and at the end rebuilds docs/benchmarks.md
+ * from every file in bench/results/ (bench/report.ts).
  */
 import { Effect } from "effect"
 import { Strategy } from "effect-llm-balancer"
@@ -23,6 +24,7 @@ import { cockatielTiming, defaultCockatielOptions, describeCockatiel, runCockati
 import { machine, median, ns, table } from "./harness.js"
 import { runHttp } from "./http.js"
 import { runOverhead } from "./overhead.js"
+import { writeReport } from "./report.js"
 import { classify, runSelection } from "./selection.js"
 import { runSimulation, writeSimulation } from "./simulation.js"
 
@@ -221,6 +223,9 @@ const program = Effect.gen(function*() {
   const simulation = yield* runSimulation(1)
   writeSimulation(simulation, date)
   console.log("wrote bench/results/simulation.json and bench/results/simulation.md")
+
+  // 6. docs/benchmarks.md, from the files just written
+  console.log(`wrote ${writeReport()}`)
 })
 
 Effect.runPromise(program).catch((error) => {

@@ -2,15 +2,19 @@
  * The routing-quality bench: every built-in scenario, full length, against our default
  * configuration (and its variants), the baselines and the oracle, on one seed. Prints a
  * table per scenario with the bars, how many simulated requests a wall-clock second runs,
- * and writes `bench/results/simulation.json` and `docs/benchmarks.md`'s simulation part
- * (`bench/results/simulation.md`, which the suite splices into the doc).
+ * and writes `bench/results/simulation.json` and `bench/results/simulation.md` (the tables
+ * and bars alone); bench/report.ts builds docs/benchmarks.md from the JSON.
  *
- * Alone: `npx tsx --tsconfig tsconfig.examples.json bench/simulation.ts`.
+ * Alone (writes the two files, then rebuilds docs/benchmarks.md from every file in
+ * bench/results/): `npx tsx --tsconfig tsconfig.examples.json bench/simulation.ts`.
  */
 import { Effect } from "effect"
 import { Simulation } from "effect-llm-balancer"
 import { mkdirSync, writeFileSync } from "node:fs"
+import { resolve } from "node:path"
+import { fileURLToPath } from "node:url"
 import { machine } from "./harness.js"
+import { routerTable, writeReport } from "./report.js"
 
 export interface ScenarioResult {
   readonly scenario: string
@@ -52,7 +56,7 @@ const describeScenario = (result: ScenarioResult, reports: ReadonlyArray<Simulat
 
 const round = (n: number) => Math.round(n * 1000) / 1000
 
-/** The simulation part of docs/benchmarks.md. */
+/** bench/results/simulation.md: per scenario, the comparison of routers and the bars. */
 export const markdown = (results: ReadonlyArray<ScenarioResult>): string => {
   const lines: Array<string> = []
   for (const r of results) {
@@ -62,16 +66,7 @@ export const markdown = (results: ReadonlyArray<ScenarioResult>): string => {
       `${r.description}. ${r.requestsPerWallSecond.toLocaleString("en-US")} simulated requests per wall-clock second.`,
       ""
     )
-    lines.push("| router | success % | p50 ms | p99 ms | p99.9 ms | attempts/req | 429s | sent while failing | cost |")
-    lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (const x of r.routers) {
-      lines.push(
-        `| ${x.router} | ${(x.successRate * 100).toFixed(2)} | ${x.latency.p50 ?? "-"} | ${x.latency.p99 ?? "-"} | ${
-          x.latency.p999 ?? "-"
-        } | ${x.attemptsPerRequest.toFixed(3)} | ${x.rateLimited} | ${x.sentWhileFailing} | ${x.cost.toFixed(2)} |`
-      )
-    }
-    lines.push("")
+    lines.push(routerTable(r.routers), "")
     for (const b of r.bars) {
       lines.push(`- ${b.pass ? "pass" : "**miss**"}: ${b.name}: ${round(b.value)} (bar ${b.limit})`)
     }
@@ -87,7 +82,19 @@ export const writeSimulation = (results: ReadonlyArray<ScenarioResult>, date: st
   writeFileSync(new URL("simulation.md", dir), markdown(results) + "\n")
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)
+
+if (isMain) {
   const date = new Date().toISOString()
-  Effect.runPromise(runSimulation()).then((results) => writeSimulation(results, date))
+  Effect.runPromise(runSimulation()).then(
+    (results) => {
+      writeSimulation(results, date)
+      console.log("\nwrote bench/results/simulation.json and bench/results/simulation.md")
+      console.log(`wrote ${writeReport()}`)
+    },
+    (error) => {
+      console.error(error)
+      process.exitCode = 1
+    }
+  )
 }

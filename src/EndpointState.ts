@@ -30,12 +30,13 @@ export interface EndpointState {
   readonly failures: number
   readonly consecutiveFailures: number
   /**
-   * When the last failure that counts against health ended (epoch ms; -Infinity if never).
-   * A success of a call started before it does not reset `consecutiveFailures`: it says
-   * how the endpoint was then, not now (slow calls that started before an outage end well
-   * after it began).
+   * When the first failing call of the current run of consecutive failures started (epoch
+   * ms; -Infinity when there is none). A success of a call that started earlier does not
+   * end the run: it says how the endpoint was before the failures began (slow calls that
+   * started before an outage end well after it began), while any call started since that
+   * succeeds does.
    */
-  readonly lastFailureAt: number
+  readonly failingSince: number
   /**
    * Since when the endpoint has had calls in flight without answering any (epoch ms): the
    * later of its last answer (an end, or a stream's first token) and the moment it went
@@ -158,7 +159,7 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   successes: 0,
   failures: 0,
   consecutiveFailures: 0,
-  lastFailureAt: -Infinity,
+  failingSince: -Infinity,
   quietSince: now,
   latencyTotalMs: 0,
   latencyCount: 0,
@@ -191,7 +192,7 @@ const clone = (s: EndpointState): Mutable => ({
   successes: s.successes,
   failures: s.failures,
   consecutiveFailures: s.consecutiveFailures,
-  lastFailureAt: s.lastFailureAt,
+  failingSince: s.failingSince,
   quietSince: s.quietSince,
   latencyTotalMs: s.latencyTotalMs,
   latencyCount: s.latencyCount,
@@ -576,13 +577,16 @@ export const onSuccess = (
   latencyMs: number | undefined,
   probe: Probe,
   measured?: Measured,
-  /** When the call started (epoch ms): a call older than the last failure resets nothing. */
+  /** When the call started (epoch ms): a call older than the current run of failures ends nothing. */
   startedAt?: number
 ): EndpointState => {
   const next = clone(state)
   next.active = Math.max(0, state.active - 1)
   next.successes = state.successes + 1
-  if (startedAt === undefined || startedAt >= state.lastFailureAt) next.consecutiveFailures = 0
+  if (startedAt === undefined || startedAt >= state.failingSince) {
+    next.consecutiveFailures = 0
+    next.failingSince = -Infinity
+  }
   next.quietSince = now
   // routing by speed looks at the first token of a streamed answer, not at its length
   const speedMs = measured?.ttftMs ?? latencyMs
@@ -644,7 +648,8 @@ export const onFailure = (
     return next
   }
   next.consecutiveFailures = state.consecutiveFailures + 1
-  next.lastFailureAt = now
+  // the failing call started `latencyMs` ago
+  if (state.consecutiveFailures === 0) next.failingSince = now - (latencyMs ?? 0)
   next.recent = Health.record(state.recent, now, state.policy.windowMs, true, latencyMs)
   // a slow failure (a timeout, say) is slowness too; a fast one is left to the circuit breaker
   if (

@@ -123,4 +123,36 @@ describe("regressions", () => {
       expect(badPolicy.message).toContain("maxAttempts must be a whole number of at least 1, got NaN")
       expect(badPolicy.message).toContain(`timeout must be a duration`)
     }))
+
+  it.scoped("consecutive failures: a success of a call older than the run of failures does not end it, a newer one does", () =>
+    Effect.gen(function*() {
+      const { balancer } = yield* setup({ endpoints: [endpoint("a")], health: { maxFailures: 3 } })
+      const circuit = Effect.map(balancer.stats, (s) => [s[0].circuit, s[0].consecutiveFailures] as const)
+      // an outage: a slow call started before it answers well during it
+      const old = yield* balancer.acquire()
+      yield* TestClock.adjust("1 second")
+      const failing = () =>
+        Effect.flatMap(balancer.acquire(), (l) => balancer.release(l, Outcome.failure(new Errors.Unavailable({}))))
+      yield* failing()
+      yield* failing()
+      yield* balancer.release(old, Outcome.success())
+      expect(yield* circuit).toEqual(["closed", 2])
+      yield* failing()
+      expect((yield* circuit)[0]).toBe("open")
+    }))
+
+  it.scoped("consecutive failures: calls started after the first failing one that succeed end the run (a timeout in a normal tail opens nothing)", () =>
+    Effect.gen(function*() {
+      const { balancer } = yield* setup({ endpoints: [endpoint("a")], health: { maxFailures: 3 } })
+      const consecutive = Effect.map(balancer.stats, (s) => s[0].consecutiveFailures)
+      // many calls in flight: the oldest times out, a younger one succeeds, and so on
+      const first = yield* balancer.acquire()
+      yield* TestClock.adjust("100 millis")
+      const younger = yield* balancer.acquire()
+      yield* TestClock.adjust("4 seconds")
+      yield* balancer.release(first, Outcome.failure(new Errors.Timeout({})))
+      expect(yield* consecutive).toBe(1)
+      yield* balancer.release(younger, Outcome.success())
+      expect(yield* consecutive).toBe(0)
+    }))
 })

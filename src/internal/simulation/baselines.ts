@@ -135,8 +135,9 @@ export const litellm: Baseline = {
 
 /**
  * Knows every endpoint's true state at every instant: never sends to one that is down,
- * hanging or out of quota, and among the rest picks the fastest right now (its median
- * latency under the current faults and load), the least busy first on a tie.
+ * hanging or out of quota (with none left, the call fails at once), and among the rest
+ * picks the fastest right now (its median latency under the current faults and load),
+ * the least busy first on a tie.
  */
 export const oracle = (tokens: number): Baseline => ({
   name: "oracle",
@@ -157,8 +158,8 @@ export const oracle = (tokens: number): Baseline => ({
         best = slot
       }
     }
-    // when every endpoint is failing, any choice fails: take the first
-    return best ?? candidates[0]
+    // when every endpoint is failing, any call fails: send none
+    return best
   },
   record: () => {},
   circuit: (slot, now) => isFailing(conditionAt(slot.truth.faults, slot.truth.model, now)) ? "open" : "closed"

@@ -33,11 +33,25 @@ export interface Bar {
   readonly name: string
   readonly value: number
   readonly limit: number
+  /** Whether `value` must stay at or below `limit`, or reach at least it. */
+  readonly direction: "at-most" | "at-least"
   readonly pass: boolean
 }
 
-const atMost = (name: string, value: number, limit: number): Bar => ({ name, value, limit, pass: value <= limit })
-const atLeast = (name: string, value: number, limit: number): Bar => ({ name, value, limit, pass: value >= limit })
+const atMost = (name: string, value: number, limit: number): Bar => ({
+  name,
+  value,
+  limit,
+  direction: "at-most",
+  pass: value <= limit
+})
+const atLeast = (name: string, value: number, limit: number): Bar => ({
+  name,
+  value,
+  limit,
+  direction: "at-least",
+  pass: value >= limit
+})
 
 const ours: Contender = { _tag: "Balancer", name: "default" }
 const baselines: ReadonlyArray<Contender> = [
@@ -112,10 +126,11 @@ export const builtIns = {
   hang: {
     scenario: (scale) => ({
       name: "hang",
-      description: "one endpoint accepts calls and never answers for 5 minutes; callers have a 10 s deadline",
+      description: "one endpoint accepts calls and never answers for 5 minutes; callers have a 20 s deadline",
       traffic: { rate: 20, duration: s(420, scale) },
       faults: [{ type: "hang", endpoint: "west", from: s(60, scale), to: s(360, scale) }],
-      routing: { timeout: "10 seconds", attemptTimeout: "4 seconds" },
+      // an attempt may take 8 s (normal answers take up to about 6), the whole call 20 s
+      routing: { timeout: "20 seconds", attemptTimeout: "8 seconds" },
       endpoints: fleet()
     }),
     contenders: standard,
