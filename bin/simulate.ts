@@ -10,6 +10,7 @@
 import { Cause, Effect, Exit } from "effect"
 import { Simulation, Strategy } from "effect-llm-balancer"
 import * as fs from "node:fs"
+import * as path from "node:path"
 
 const usage = `Usage: npm run simulate -- --config <fleet.json> [options]
 
@@ -67,13 +68,27 @@ const onBuiltIn = (file: Record<string, unknown>, name: string): unknown => {
   if (!Object.hasOwn(Simulation.builtIns, name)) {
     throw new UsageError(`unknown scenario "${name}" (expected one of ${Object.keys(Simulation.builtIns).join(", ")})`)
   }
+  // these put their point in the endpoints (limits, prices, a budget): on another fleet
+  // they would quietly be a steady run
+  if (["rate-limit", "rate-limit-known", "cost"].includes(name)) {
+    throw new UsageError(
+      `--scenario ${name} models its endpoints' limits or prices, which come from your file: ` +
+        `give your endpoints "limits" / "cost" (and "simulate.limits") and a "budget" instead`
+    )
+  }
   const builtIn = Simulation.builtIns[name as keyof typeof Simulation.builtIns].scenario(1)
   const theirs = Array.isArray(file.endpoints) ? file.endpoints as Array<{ name?: unknown }> : []
   const rename = new Map(builtIn.endpoints.map((e, i) => [e.name, theirs[i]?.name] as const))
   const faults = (builtIn.faults ?? []).flatMap((f) => {
     if (f.endpoint === "*") return [f]
     const target = rename.get(f.endpoint)
-    return typeof target === "string" ? [{ ...f, endpoint: target }] : []
+    if (typeof target === "string") return [{ ...f, endpoint: target }]
+    process.stderr.write(
+      `simulate: note: the ${f.type} of the scenario's endpoint number ${
+        builtIn.endpoints.findIndex((e) => e.name === f.endpoint) + 1
+      } is left out: your fleet has ${theirs.length} endpoint(s)\n`
+    )
+    return []
   })
   return {
     ...file,
@@ -103,7 +118,18 @@ const main = Effect.gen(function*() {
     )
   }
   const seed = options.seed === undefined ? 1 : Number(options.seed)
-  if (!Number.isInteger(seed)) throw new UsageError(`--seed must be a whole number, got "${String(options.seed)}"`)
+  if (typeof options.seed === "string" && !/^\d+$/.test(options.seed) || !(seed >= 0 && seed < 2 ** 32)) {
+    throw new UsageError(`--seed must be a whole number from 0 to 4294967295, got "${String(options.seed)}"`)
+  }
+  // where the reports go is checked before minutes of simulation, not after
+  for (const flag of ["html", "json"] as const) {
+    const file = options[flag]
+    if (typeof file !== "string") continue
+    const dir = path.dirname(path.resolve(file))
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+      throw new UsageError(`--${flag} ${file}: the directory ${dir} does not exist`)
+    }
+  }
   const scenario = yield* Simulation.decode(input)
   const ours = Simulation.balancer(
     strategy === undefined ? "default" : String(strategy),

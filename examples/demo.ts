@@ -15,7 +15,12 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 
 const htmlArg = process.argv.indexOf("--html")
-const htmlPath = path.resolve(htmlArg === -1 ? "simulation-report.html" : process.argv[htmlArg + 1])
+const htmlFile = htmlArg === -1 ? "simulation-report.html" : process.argv[htmlArg + 1]
+if (htmlFile === undefined || htmlFile.startsWith("--")) {
+  console.error("--html needs a file name")
+  process.exit(2)
+}
+const htmlPath = path.resolve(htmlFile)
 const interactive = process.stdout.isTTY === true
 
 const demo = Simulation.builtIns.demo

@@ -52,7 +52,7 @@ import type * as Strategy from "./Strategy.js"
 export type ScenarioInput = schema.ScenarioInput
 
 /**
- * A decoded scenario.
+ * A decoded scenario (what {@link decode} returns; write a {@link ScenarioInput}).
  *
  * @since 0.1.0
  * @category models
@@ -70,6 +70,14 @@ export type Scenario = schema.Scenario
 export type Behaviour = schema.Model
 
 /**
+ * `Behaviour` as a user writes it (durations as `"800 millis"` or milliseconds).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BehaviourInput = typeof schema.Model.Encoded
+
+/**
  * What goes wrong, where and when: `brownout` (x `factor` slower), `outage` (fast
  * connection errors), `hang` (no answer), `errors` (a share of HTTP 500s), `flapping`
  * (`up` / `down` over and over), `stalls` (a share of calls `factor` x slower to the first
@@ -81,10 +89,26 @@ export type Behaviour = schema.Model
 export type Fault = schema.Fault
 
 /**
+ * `Fault` as a user writes it (`from: "2 minutes"`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FaultInput = typeof schema.Fault.Encoded
+
+/**
  * @since 0.1.0
  * @category models
  */
 export type Traffic = schema.Traffic
+
+/**
+ * `Traffic` as a user writes it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TrafficInput = typeof schema.Traffic.Encoded
 
 /**
  * The router under test: our balancer with a configuration, or a baseline.
@@ -167,8 +191,10 @@ export const balancer = (
 /**
  * The baselines: `round-robin` with no health tracking; `seeds` (capacity x weight
  * random, out for 60 s after 3 consecutive errors, back at full weight); `litellm` (a
- * weighted shuffle with a 5 s cooldown on a 429 or on more than half a minute's calls
- * failing); `oracle` (knows every endpoint's true state at every instant).
+ * weighted shuffle with a 5 s cooldown on a 429 or a timeout, or when more than half of a
+ * minute's calls (5 or more) failed, none for connection errors, as LiteLLM's code does);
+ * `oracle` (knows every endpoint's true state at every instant; fails a call at once when
+ * every endpoint is down).
  *
  * @since 0.1.0
  * @category constructors
@@ -208,11 +234,10 @@ const isDecoded = (input: ScenarioInput | Scenario): input is Scenario =>
   input.endpoints.length > 0 && "model" in input.endpoints[0] && "endpoint" in input.endpoints[0]
 
 const decoded = (input: ScenarioInput | Scenario): Effect.Effect<Scenario, InvalidConfig> =>
-  isDecoded(input) ? Effect.succeed(input) : Effect.suspend(() =>
-    Either.match(schema.decodeScenario(input), {
-      onLeft: Effect.fail,
-      onRight: Effect.succeed
-    })
+  Effect.suspend(() =>
+    typeof input === "object" && input !== null && Array.isArray(input.endpoints) && isDecoded(input)
+      ? Effect.succeed(input)
+      : Either.match(schema.decodeScenario(input), { onLeft: Effect.fail, onRight: Effect.succeed })
   )
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Exit } from "effect"
+import { Cause, Effect, Either, Exit } from "effect"
 import { Errors, Simulation } from "effect-llm-balancer"
 
 const small: Simulation.ScenarioInput = {
@@ -111,6 +111,58 @@ describe("Simulation", () => {
       expect(paths).toContain("endpoints[0].simulate.latency")
       expect(paths).toContain("endpoints[1].simulate")
       expect(paths).toContain("faults[0].endpoint")
+    }))
+})
+
+describe("Simulation: bad input and the caller's callbacks", () => {
+  it.effect("bad run options and a bad routing policy are an InvalidConfig naming each", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Simulation.run(
+        small,
+        Simulation.balancer("default", { routing: { maxAttempts: 0 } }),
+        { bucket: "soon" as never, drain: Infinity, seed: -1 }
+      ))
+      expect(error).toBeInstanceOf(Errors.InvalidConfig)
+      expect(error.issues.map((i) => i.path)).toEqual(["bucket", "drain", "seed", "routing (default)"])
+      // not even an object: still a typed error, not a throw
+      const notAScenario = yield* Effect.flip(Simulation.run(null as never, Simulation.balancer("default")))
+      expect(notAScenario).toBeInstanceOf(Errors.InvalidConfig)
+    }))
+
+  it.effect("a progress callback that throws fails the run with its error (the timeline is not silently lost)", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const exit = yield* Effect.exit(Simulation.run(small, Simulation.balancer("default"), {
+        bucket: "10 seconds",
+        onProgress: () => {
+          if (++calls === 3) throw new Error("drawing failed")
+        }
+      }))
+      expect(Exit.isFailure(exit) && String(Cause.squash(exit.cause))).toContain("drawing failed")
+      // it is not called again after it threw
+      expect(calls).toBe(3)
+    }))
+
+  it.effect("a rate limit that starts mid-run counts the minute before it", () =>
+    Effect.gen(function*() {
+      const r = yield* Simulation.run(
+        {
+          name: "limit drops",
+          traffic: { rate: 10, duration: "90 seconds" },
+          faults: [{ type: "rate-limit", endpoint: "only", from: "60 seconds", to: "90 seconds", rpm: 60 }],
+          endpoints: [{
+            name: "only",
+            provider: "simulated",
+            model: "chat",
+            simulate: { latency: { median: "100 millis", p99: "200 millis" } }
+          }]
+        },
+        Simulation.baseline("round-robin"),
+        { bucket: "1 second" }
+      )
+      // about 600 calls in the minute before: the limit of 60 is spent at once
+      expect(r.timeline[60].failed).toBeGreaterThan(5)
+      expect(r.timeline[59].failed).toBe(0)
     }))
 })
 

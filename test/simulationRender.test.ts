@@ -27,6 +27,7 @@ const report = (router: string, p99: number | null): Report => ({
     attempts: i === 0 ? 3 : 2,
     successes: i === 0 ? 2 : 1,
     failures: 1,
+    cancelled: 0,
     rateLimited: i,
     sentWhileFailing: i === 0 ? 2 : 0,
     sentBeforeRetryAfter: 0,

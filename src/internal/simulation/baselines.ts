@@ -17,6 +17,8 @@ export interface Slot {
   readonly index: number
   readonly endpoint: Endpoint.Endpoint
   readonly truth: SimulatedEndpointState
+  /** Endpoints in the fleet, this one included. */
+  readonly fleetSize: number
   active: number
   successes: number
   failures: number
@@ -24,7 +26,7 @@ export interface Slot {
   readonly own: Record<string, number>
 }
 
-export type Result = "success" | "failure" | "rate-limited" | "cancelled"
+export type Result = "success" | "failure" | "rate-limited" | "timeout" | "connection-error" | "cancelled"
 
 export interface Baseline {
   readonly name: string
@@ -107,13 +109,16 @@ const capacity = (slot: Slot): number => {
 const COOLDOWN = 5_000
 
 /**
- * LiteLLM's default router, as its docs describe it: a random pick among the deployments
- * not cooling down (weighted by `weight`); a 429 cools a deployment down for 5 s at
- * once, other errors once they are more than half of its calls this minute.
+ * LiteLLM's default router, as its code does it (`router_utils/cooldown_handlers.py`): a
+ * random pick among the deployments not cooling down, weighted by `weight`. A 429 or a
+ * timeout cools a deployment down for 5 s at once; other errors once they are more than
+ * half of its calls this minute, after at least 5 calls; connection errors never do, and
+ * neither does anything when the group has a single deployment.
  */
 export const litellm: Baseline = {
   name: "litellm-style shuffle",
-  description: "weighted shuffle; 5 s cooldown on a 429, or when over half of a minute's calls failed",
+  description:
+    "weighted shuffle; 5 s cooldown on a 429 or a timeout, or when over half of a minute's calls (5 or more) failed; none for connection errors",
   pick: (candidates, now, random) =>
     weighted(candidates.filter((slot) => now >= (slot.own.cooldownUntil ?? 0)), (s) => s.endpoint.weight, random),
   record: (slot, result, now) => {
@@ -124,10 +129,16 @@ export const litellm: Baseline = {
       own.ok = 0
       own.failed = 0
     }
-    if (result === "success") own.ok++
-    else if (result !== "cancelled") {
-      own.failed++
-      if (result === "rate-limited" || own.failed / (own.ok + own.failed) > 0.5) own.cooldownUntil = now + COOLDOWN
+    if (result === "cancelled") return
+    if (result === "success") {
+      own.ok++
+      return
+    }
+    own.failed++
+    if (slot.fleetSize === 1 || result === "connection-error") return
+    const calls = own.ok + own.failed
+    if (result === "rate-limited" || result === "timeout" || (calls >= 5 && own.failed / calls > 0.5)) {
+      own.cooldownUntil = now + COOLDOWN
     }
   },
   circuit: (slot, now) => now < (slot.own.cooldownUntil ?? 0) ? "open" : "closed"
@@ -169,8 +180,22 @@ const resultOf = (exit: Exit.Exit<unknown, unknown>): Result => {
   if (Exit.isSuccess(exit)) return "success"
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) return Cause.isInterruptedOnly(exit.cause) ? "cancelled" : "failure"
-  const error = failure.value as { readonly _tag?: string }
-  return error._tag === "RateLimited" ? "rate-limited" : "failure"
+  return resultOfError(failure.value)
+}
+
+const resultOfError = (e: unknown): Result => {
+  const error = e as { readonly _tag?: string; readonly status?: number }
+  switch (error._tag) {
+    case "RateLimited":
+      return "rate-limited"
+    case "Timeout":
+      return "timeout"
+    case "Unavailable":
+      // no HTTP status: the connection itself failed
+      return error.status === undefined ? "connection-error" : "failure"
+    default:
+      return "failure"
+  }
 }
 
 const noop = Effect.void
@@ -188,6 +213,7 @@ export const make = (
     index,
     endpoint: truth.endpoint,
     truth,
+    fleetSize: fleet.length,
     active: 0,
     successes: 0,
     failures: 0,
@@ -250,7 +276,14 @@ export const make = (
       const slot = bySlotName(lease.endpoint.name)
       return slot === undefined
         ? noop
-        : finish(slot, outcome._tag === "Success" ? "success" : outcome._tag === "Cancelled" ? "cancelled" : "failure")
+        : finish(
+          slot,
+          outcome._tag === "Success"
+            ? "success"
+            : outcome._tag === "Cancelled"
+            ? "cancelled"
+            : resultOfError(outcome.error)
+        )
     },
     use,
     addEndpoint: (endpoint) =>

@@ -19,7 +19,6 @@ interface Timer {
 class Timers {
   private heap: Array<Timer> = []
   private seq = 0
-  live = 0
 
   add(at: number, fire: () => void): Timer {
     const timer: Timer = { at, seq: this.seq++, fire }
@@ -32,14 +31,12 @@ class Timers {
       ;[heap[i], heap[parent]] = [heap[parent], heap[i]]
       i = parent
     }
-    this.live++
     return timer
   }
 
   cancel(timer: Timer): void {
     if (timer.fire !== undefined) {
       timer.fire = undefined
-      this.live--
     }
   }
 
@@ -64,7 +61,6 @@ class Timers {
         }
       }
       if (top.fire !== undefined) {
-        this.live--
         return top
       }
     }
@@ -95,12 +91,20 @@ export class SimulatedClock implements Clock.Clock {
   }
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const ms = D.toMillis(duration)
+    // an infinite sleep never ends: no timer (the clock would jump to Infinity)
+    if (!Number.isFinite(ms)) return waitForever
     return Effect.async<void>((resume) => {
       const timer = this.timers.add(this.now + Math.max(0, ms), () => resume(Effect.void))
       return Effect.sync(() => this.timers.cancel(timer))
     })
   }
 }
+
+/**
+ * Waits until interrupted. (`Effect.never` keeps a real interval timer running to hold the
+ * process open, which a simulated program must not touch.)
+ */
+export const waitForever: Effect.Effect<never> = Effect.async<never>(() => {})
 
 /** The program never finished and nothing is left to wake it: a bug in the model. */
 export class Stuck extends Error {
@@ -132,6 +136,10 @@ export const drive = <A, E>(program: Effect.Effect<A, E>, options: DriverOptions
     )
     const slice = options.slice ?? 20
 
+    // when the program waits on nothing that can wake it, it is interrupted (so that its
+    // finalizers run) and the run fails with `Stuck`
+    let stuck: Stuck | undefined
+
     /** Runs until the program ends or the slice is spent; true when it ended. */
     const runSlice = (deadline: number): boolean => {
       let steps = 0
@@ -139,7 +147,12 @@ export const drive = <A, E>(program: Effect.Effect<A, E>, options: DriverOptions
         while (scheduler.tasks.buckets.length > 0) scheduler.step()
         if (fiber.unsafePoll() !== null) return true
         const timer = clock.timers.pop()
-        if (timer === undefined) throw new Stuck(clock.now)
+        if (timer === undefined) {
+          if (stuck !== undefined) return true
+          stuck = new Stuck(clock.now)
+          fiber.unsafeInterruptAsFork(fiber.id())
+          continue
+        }
         clock.now = timer.at
         const fire = timer.fire!
         timer.fire = undefined
@@ -150,18 +163,15 @@ export const drive = <A, E>(program: Effect.Effect<A, E>, options: DriverOptions
 
     const loop: Effect.Effect<A, E> = Effect.suspend(() => {
       const ended = runSlice(Date.now() + slice)
-      return ended ? fiber.unsafePoll()! : Effect.zipRight(nextTurn, loop)
+      if (!ended) return Effect.zipRight(nextTurn, loop)
+      return stuck !== undefined ? Effect.die(stuck) : fiber.unsafePoll() ?? Effect.die(stuck)
     })
 
     return loop.pipe(
       Effect.onInterrupt(() =>
         Effect.sync(() => {
           fiber.unsafeInterruptAsFork(fiber.id())
-          try {
-            runSlice(Infinity)
-          } catch {
-            // a stuck program after interruption has nothing more to release
-          }
+          runSlice(Infinity)
         })
       )
     )

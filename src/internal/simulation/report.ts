@@ -66,6 +66,8 @@ export interface EndpointReport {
   readonly attempts: number
   readonly successes: number
   readonly failures: number
+  /** Attempts cut before they answered (a lost hedge race, a timeout, the end of the run). */
+  readonly cancelled: number
   /** 429s it answered. */
   readonly rateLimited: number
   /** Attempts started while its faults made it fail or hang. */
@@ -87,7 +89,7 @@ export interface Bucket {
   /** Latency of the successful requests that arrived in the slice. */
   readonly p50: number | null
   readonly p99: number | null
-  /** Attempts started per endpoint, in fleet order. */
+  /** Attempts started per endpoint, in fleet order (the last slice: until the run drained). */
   readonly attempts: ReadonlyArray<number>
   /** Circuit per endpoint at the slice's end, in fleet order. */
   readonly circuits: ReadonlyArray<"closed" | "open" | "half-open">
@@ -195,7 +197,8 @@ export const build = (c: Collected): Report => {
       failed: inBucket.filter((r) => !r.ok).length,
       p50: latencies.p50,
       p99: latencies.p99,
-      attempts: fleet.map((e) => countIn(e.attemptTimes, from, from + c.bucketMs)),
+      // the last slice also holds the attempts made while the run drained
+      attempts: fleet.map((e) => countIn(e.attemptTimes, from, b === buckets - 1 ? Infinity : from + c.bucketMs)),
       circuits: c.circuits[b] ?? fleet.map(() => "closed" as const)
     })
   }
@@ -203,7 +206,7 @@ export const build = (c: Collected): Report => {
   fleet.forEach((e) => {
     for (const timed of e.faults) faults.push(faultReport(c, e, timed, all))
   })
-  faults.sort((a, b) => a.from - b.from || a.endpoint.localeCompare(b.endpoint))
+  faults.sort((a, b) => a.from - b.from || (a.endpoint < b.endpoint ? -1 : a.endpoint > b.endpoint ? 1 : 0))
   return {
     scenario: c.scenario.name,
     router: c.router,
@@ -228,6 +231,7 @@ export const build = (c: Collected): Report => {
       attempts: e.attempts,
       successes: e.successes,
       failures: e.failures,
+      cancelled: e.cancelled,
       rateLimited: e.rateLimited,
       sentWhileFailing: e.sentWhileFailing,
       sentBeforeRetryAfter: e.sentBeforeRetryAfter,

@@ -5,10 +5,12 @@
 import { Cause, Clock, Duration, Effect, Exit, FiberSet, Option } from "effect"
 import * as Balancer from "../../Balancer.js"
 import type * as Errors from "../../Errors.js"
+import { InvalidConfig } from "../../Errors.js"
 import type * as Health from "../../Health.js"
 import * as Router from "../../Router.js"
 import type * as Strategy from "../../Strategy.js"
 import { fromSeed } from "../random.js"
+import { policyProblems } from "../router.js"
 import * as baselines from "./baselines.js"
 import { drive } from "./driver.js"
 import type { TimedFault } from "./fleet.js"
@@ -110,7 +112,12 @@ const describeFailure = (cause: Cause.Cause<unknown>): { error: string; attempts
   return { error: Cause.isInterruptedOnly(cause) ? "cut at the end of the run" : "defect", attempts: 0 }
 }
 
-const program = (scenario: Scenario, contender: Contender, seed: number, options: RunOptions) =>
+interface Settings {
+  readonly bucketMs: number | undefined
+  readonly drainMs: number | undefined
+}
+
+const program = (scenario: Scenario, contender: Contender, seed: number, options: RunOptions, settings: Settings) =>
   Effect.gen(function*() {
     const start = yield* Clock.currentTimeMillis
     // separate streams: the traffic is the same whatever the router does with it
@@ -129,14 +136,13 @@ const program = (scenario: Scenario, contender: Contender, seed: number, options
     })
     const indexOf = new Map(fleet.map((e, i) => [e.name, i] as const))
     const durationMs = Duration.toMillis(durationOf(scenario.traffic))
-    const bucketMs = options.bucket === undefined
-      ? niceBucket(durationMs)
-      : Math.max(1, Duration.toMillis(Duration.decode(options.bucket)))
+    const bucketMs = settings.bucketMs ?? niceBucket(durationMs)
 
     let balancer: Balancer.BalancerService
     let circuitsNow: Effect.Effect<ReadonlyArray<"closed" | "open" | "half-open">>
-    const meanInput = "rate" in scenario.traffic ? draw(scenario.traffic.inputTokens, () => 0.5) : 500
-    const meanOutput = "rate" in scenario.traffic ? draw(scenario.traffic.outputTokens, () => 0.5) : 200
+    const typical = (tokens: Tokens) => typeof tokens === "number" ? tokens : tokens.median
+    const meanInput = "rate" in scenario.traffic ? typical(scenario.traffic.inputTokens) : 500
+    const meanOutput = "rate" in scenario.traffic ? typical(scenario.traffic.outputTokens) : 200
     if (contender._tag === "Balancer") {
       const ours = yield* Balancer.make({
         endpoints: scenario.endpoints.map((e) => e.endpoint),
@@ -214,30 +220,36 @@ const program = (scenario: Scenario, contender: Contender, seed: number, options
       })
 
     // the timeline's circuits, and progress
+    let progressError: { readonly error: unknown } | undefined
     const sampler = Effect.gen(function*() {
       let lastCounts = fleet.map(() => 0)
       for (let b = 0;; b++) {
         yield* Effect.sleep(Duration.millis(bucketMs))
         const states = yield* circuitsNow
         circuits.push(states)
-        if (options.onProgress !== undefined) {
+        if (options.onProgress !== undefined && b * bucketMs < durationMs && progressError === undefined) {
           const counts = fleet.map((e) => e.attempts)
           const delta = counts.map((n, i) => n - lastCounts[i])
           const total = delta.reduce((a, n) => a + n, 0)
           lastCounts = counts
-          options.onProgress({
-            router: contender.name,
-            elapsedMs: Math.min(durationMs, (b + 1) * bucketMs),
-            durationMs,
-            requests: records.length + inFlight,
-            failed,
-            inFlight,
-            endpoints: fleet.map((e, i) => ({
-              name: e.name,
-              share: total === 0 ? 0 : delta[i] / total,
-              circuit: states[i]
-            }))
-          })
+          try {
+            options.onProgress({
+              router: contender.name,
+              elapsedMs: Math.min(durationMs, (b + 1) * bucketMs),
+              durationMs,
+              requests: records.length + inFlight,
+              failed,
+              inFlight,
+              endpoints: fleet.map((e, i) => ({
+                name: e.name,
+                share: total === 0 ? 0 : delta[i] / total,
+                circuit: states[i]
+              }))
+            })
+          } catch (error) {
+            // the caller's callback threw: the run fails with it once it ends
+            progressError = { error }
+          }
         }
       }
     })
@@ -275,12 +287,11 @@ const program = (scenario: Scenario, contender: Contender, seed: number, options
     }
     const elapsed = (yield* Clock.currentTimeMillis) - start
     if (elapsed < durationMs) yield* Effect.sleep(Duration.millis(durationMs - elapsed))
-    const drainMs = options.drain !== undefined
-      ? Duration.toMillis(Duration.decode(options.drain))
-      : deadlineMs ?? 300_000
+    const drainMs = settings.drainMs ?? deadlineMs ?? 300_000
     yield* Effect.raceFirst(FiberSet.awaitEmpty(requests), Effect.sleep(Duration.millis(drainMs)))
     yield* FiberSet.clear(requests)
     records.sort((a, b) => a.id - b.id)
+    if (progressError !== undefined) return yield* Effect.die(progressError.error)
     return build({
       scenario,
       router: contender.name,
@@ -302,5 +313,43 @@ export const run = (
   options: RunOptions = {}
 ): Effect.Effect<Report, Errors.InvalidConfig> => {
   const seed = options.seed ?? 1
-  return drive(program(scenario, contender, seed, options), { start: START, seed })
+  return Effect.flatMap(validate(scenario, contender, options), (settings) =>
+    drive(
+      // simulated traffic is told apart from real traffic in the library's metrics
+      Effect.tagMetrics(program(scenario, contender, seed, options, settings), "simulation", scenario.name),
+      { start: START, seed }
+    ))
 }
+
+/** The run's options and the contender's routing, checked before anything runs. */
+const validate = (
+  scenario: Scenario,
+  contender: Contender,
+  options: RunOptions
+): Effect.Effect<Settings, Errors.InvalidConfig> =>
+  Effect.suspend(() => {
+    const issues: Array<Errors.ConfigIssue> = []
+    const duration = (name: "bucket" | "drain", value: Duration.DurationInput | undefined) => {
+      if (value === undefined) return undefined
+      const decoded = Duration.decodeUnknown(value)
+      const ms = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : NaN
+      if (!(Number.isFinite(ms) && (name === "drain" ? ms >= 0 : ms > 0))) {
+        issues.push({
+          path: name,
+          message: `must be a finite duration${name === "bucket" ? " longer than 0" : ""}, got ${String(value)}`
+        })
+        return undefined
+      }
+      return ms
+    }
+    const settings = { bucketMs: duration("bucket", options.bucket), drainMs: duration("drain", options.drain) }
+    if (
+      options.seed !== undefined && !(Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)
+    ) {
+      issues.push({ path: "seed", message: `must be a whole number from 0 to 2^32 - 1, got ${options.seed}` })
+    }
+    for (const problem of policyProblems(policyOf(scenario, contender))) {
+      issues.push({ path: `routing (${contender.name})`, message: problem })
+    }
+    return issues.length > 0 ? Effect.fail(new InvalidConfig({ issues })) : Effect.succeed(settings)
+  })

@@ -167,10 +167,16 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "obj
 /** Decodes a scenario, naming every bad field (`endpoints[1].simulate.latency.p99`). */
 export const decodeScenario = (input: unknown): Either.Either<Scenario, InvalidConfig> => {
   const head = decodeAll(Head, input)
-  if (Either.isLeft(head)) return Either.left(head.left)
   const issues: Array<ConfigIssue> = []
   const endpoints: Array<SimulatedEndpoint> = []
-  head.right.endpoints.forEach((raw, i) => {
+  // the endpoints are checked even when the rest is bad, so every bad field is named at once
+  const rawEndpoints: ReadonlyArray<unknown> = Either.isRight(head)
+    ? head.right.endpoints
+    : isRecord(input) && Array.isArray(input.endpoints)
+    ? input.endpoints
+    : []
+  if (Either.isLeft(head)) { for (const issue of head.left.issues) issues.push(issue) }
+  rawEndpoints.forEach((raw, i) => {
     if (!isRecord(raw)) {
       issues.push({ path: `endpoints[${i}]`, message: "must be an object" })
       return
@@ -192,11 +198,14 @@ export const decodeScenario = (input: unknown): Either.Either<Scenario, InvalidC
   })
   const names = new Set(endpoints.map((e) => e.endpoint.name))
   if (names.size !== endpoints.length) issues.push({ path: "endpoints", message: "endpoint names must be unique" })
+  if (Either.isLeft(head)) return Either.left(new InvalidConfig({ issues }))
   head.right.faults.forEach((f, i) => {
     if (f.endpoint !== "*" && !names.has(f.endpoint)) {
       issues.push({
         path: `faults[${i}].endpoint`,
-        message: `names no endpoint of the fleet: "${f.endpoint}" (known: ${[...names].join(", ")}, or "*")`
+        message: `names no endpoint of the fleet: "${f.endpoint}" (known: ${
+          names.size === 0 ? "none valid" : [...names].join(", ")
+        }, or "*")`
       })
     }
   })
@@ -218,4 +227,4 @@ export const decodeScenario = (input: unknown): Either.Either<Scenario, InvalidC
 export const durationOf = (traffic: Traffic): Duration.Duration =>
   "rate" in traffic
     ? traffic.duration
-    : D.millis(Math.max(...traffic.trace.map((r) => D.toMillis(r.at))) + 1)
+    : D.millis(traffic.trace.reduce((latest, r) => Math.max(latest, D.toMillis(r.at)), 0) + 1)
