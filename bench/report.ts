@@ -209,10 +209,11 @@ const simulationSection = (file: Results["simulation"], cockatiel: Results["cock
     "- `round-robin` cycles through the endpoints, with no health tracking and no cooldowns;",
     "- `seeds` is what the project's starting documents did: capacity x weight random, an endpoint out for a while " +
       "after consecutive errors;",
-    "- `litellm` is LiteLLM's default shuffle as its docs describe it: weighted random among deployments not " +
-      "cooling down;",
-    "- `oracle` knows every endpoint's true state at every instant and picks the fastest healthy one: the bound, " +
-      "not a goal.",
+    "- `litellm` is LiteLLM's default shuffle as its code does it: weighted random among deployments not " +
+      "cooling down; a 429 or a timeout cools one down for 5 s, other errors once over half of a minute's calls, " +
+      "connection errors never;",
+    "- `oracle` knows every endpoint's true state at every instant and picks the fastest healthy one (with none, " +
+      "the call fails at once): the bound, not a goal.",
     ""
   )
 
