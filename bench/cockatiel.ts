@@ -28,7 +28,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Sample } from "./harness.js"
-import { machine, ns, round, summarize, table } from "./harness.js"
+import { machine, ns, round, summarize, table, timeLoop } from "./harness.js"
 
 export interface CockatielOptions {
   readonly repetitions: number
@@ -105,23 +105,6 @@ const timeAwaited = async (ops: number, call: () => Promise<unknown>): Promise<n
   return Number(process.hrtime.bigint() - start) / ops
 }
 
-/** `harness.timeLoop` for a body that needs services: `ops` runs in an `Effect.whileLoop` in one fiber. */
-const timeFiberLoop = <E, R>(ops: number, body: () => Effect.Effect<unknown, E, R>): Effect.Effect<number, E, R> =>
-  Effect.suspend(() => {
-    let i = 0
-    const start = process.hrtime.bigint()
-    return Effect.map(
-      Effect.whileLoop({
-        while: () => i < ops,
-        body,
-        step: () => {
-          i++
-        }
-      }),
-      () => Number(process.hrtime.bigint() - start) / ops
-    )
-  })
-
 /** Grows a probe until it lasts `probeMs`, then sizes a repetition to last about `targetMs`. */
 const calibrate = async (c: Case, options: CockatielOptions, probeMs = 50): Promise<number> => {
   let probe = 1_000
@@ -191,7 +174,7 @@ export const runCockatiel = (options: CockatielOptions): Effect.Effect<Cockatiel
           key: "routerOneFiber",
           name: "Router.execute",
           style: "one fiber, Effect loop",
-          round: (ops) => runRouted(timeFiberLoop(ops, routed))
+          round: (ops) => runRouted(timeLoop(ops, routed))
         }
       ]
 

@@ -19,7 +19,10 @@ export const median = (values: ReadonlyArray<number>): number => {
  * Runs `body` `ops` times in a row with `Effect.whileLoop` in the current fiber and returns
  * the elapsed nanoseconds per operation.
  */
-export const timeLoop = <E>(ops: number, body: () => Effect.Effect<unknown, E>): Effect.Effect<number, E> =>
+export const timeLoop = <E, R = never>(
+  ops: number,
+  body: () => Effect.Effect<unknown, E, R>
+): Effect.Effect<number, E, R> =>
   Effect.suspend(() => {
     let i = 0
     // read when the fiber reaches this step, i.e. right before the loop starts

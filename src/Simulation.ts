@@ -31,7 +31,6 @@
  */
 import { Effect, Either } from "effect"
 import type { InvalidConfig } from "./Errors.js"
-import type * as Health from "./Health.js"
 import * as html from "./internal/simulation/html.js"
 import type * as report from "./internal/simulation/report.js"
 import * as internal from "./internal/simulation/run.js"
@@ -39,7 +38,6 @@ import * as scenarios from "./internal/simulation/scenarios.js"
 import * as schema from "./internal/simulation/schema.js"
 import * as text from "./internal/simulation/text.js"
 import type * as Router from "./Router.js"
-import type * as Strategy from "./Strategy.js"
 
 /**
  * A scenario as plain data: the fleet (each endpoint's configuration, as the balancer
@@ -178,14 +176,7 @@ export const decode = (input: unknown): Effect.Effect<Scenario, InvalidConfig> =
  */
 export const balancer = (
   name: string,
-  options: {
-    readonly strategy?: Strategy.Strategy | Strategy.BuiltInName | undefined
-    readonly health?: Health.PolicyInput | undefined
-    readonly panic?: boolean | undefined
-    readonly budget?: boolean | undefined
-    readonly healthChecks?: boolean | undefined
-    readonly routing?: Router.Policy | undefined
-  } = {}
+  options: Omit<Extract<Contender, { readonly _tag: "Balancer" }>, "_tag" | "name"> = {}
 ): Contender => ({ _tag: "Balancer", name, ...options })
 
 /**

@@ -4,6 +4,7 @@
  * ANSI codes, so the output is the same wherever it is printed.
  */
 import type { Report } from "./report.js"
+import type { Progress } from "./run.js"
 
 const ms = (v: number | null) => v === null ? "-" : `${Math.round(v)}`
 
@@ -40,21 +41,6 @@ export const table = (reports: ReadonlyArray<Report>): string => {
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n")
 }
 
-/** What a run reports as it goes (the shape of the runner's `Progress`). */
-export interface ProgressView {
-  readonly router: string
-  readonly elapsedMs: number
-  readonly durationMs: number
-  readonly requests: number
-  readonly failed: number
-  readonly inFlight: number
-  readonly endpoints: ReadonlyArray<{
-    readonly name: string
-    readonly share: number
-    readonly circuit: "closed" | "open" | "half-open"
-  }>
-}
-
 const marker = { closed: "●", "half-open": "◐", open: "○" } as const
 
 const clock = (t: number) => {
@@ -66,7 +52,7 @@ const clock = (t: number) => {
  * `default      [##########..........]  50%  6:00 / 12:00  7012 req, 3 failed, 4 in flight  east 26% ● west  2% ○`
  * (● closed, ◐ half-open, ○ open).
  */
-export const progressLine = (p: ProgressView, width = 20): string => {
+export const progressLine = (p: Progress, width = 20): string => {
   const done = p.durationMs <= 0 ? 1 : Math.min(1, Math.max(0, p.elapsedMs / p.durationMs))
   const cells = Math.max(1, Math.round(width))
   const filled = Math.round(done * cells)
