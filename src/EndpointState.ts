@@ -38,11 +38,14 @@ export interface EndpointState {
    */
   readonly failingSince: number
   /**
-   * Since when the endpoint has had calls in flight without answering any (epoch ms): the
-   * later of its last answer (an end, or a stream's first token) and the moment it went
-   * from idle to busy. Its oldest call in flight is at least `now - quietSince` old.
+   * Since when the endpoint has had calls in flight waiting for an answer without giving any
+   * (epoch ms): the later of its last answer (an end, or a stream's first token) and the
+   * moment a call started with none waiting. The oldest waiting call is at least
+   * `now - quietSince` old.
    */
   readonly quietSince: number
+  /** Calls in flight that have answered already: streams past their first token. */
+  readonly answeredInFlight: number
   /** Sum of the latencies of the successes that reported one, and their count. */
   readonly latencyTotalMs: number
   readonly latencyCount: number
@@ -161,6 +164,7 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   consecutiveFailures: 0,
   failingSince: -Infinity,
   quietSince: now,
+  answeredInFlight: 0,
   latencyTotalMs: 0,
   latencyCount: 0,
   recent: Health.emptyRecent(now),
@@ -194,6 +198,7 @@ const clone = (s: EndpointState): Mutable => ({
   consecutiveFailures: s.consecutiveFailures,
   failingSince: s.failingSince,
   quietSince: s.quietSince,
+  answeredInFlight: s.answeredInFlight,
   latencyTotalMs: s.latencyTotalMs,
   latencyCount: s.latencyCount,
   recent: s.recent,
@@ -401,7 +406,7 @@ export const status = (state: EndpointState, now: number): Health.Status => {
 export const onAcquire = (state: EndpointState, probe: boolean, now?: number, tokens = 0): EndpointState => {
   const next = clone(state)
   next.active = state.active + 1
-  if (now !== undefined && state.active === 0) next.quietSince = now
+  if (now !== undefined && state.active === state.answeredInFlight) next.quietSince = now
   if (now !== undefined && state.quota !== undefined) next.quota = reserve(state.quota, now, tokens)
   const circuit = state.circuit
   if (probe && circuit._tag !== "Closed") {
@@ -637,7 +642,9 @@ export const onFailure = (
   latencyMs: number | undefined,
   probe: Probe,
   countsAgainstHealth: boolean = true,
-  jitter: number = 0
+  jitter: number = 0,
+  /** When the failing call started (epoch ms); without it, `latencyMs` before `now`. */
+  startedAt?: number
 ): EndpointState => {
   const next = clone(state)
   next.active = Math.max(0, state.active - 1)
@@ -648,8 +655,7 @@ export const onFailure = (
     return next
   }
   next.consecutiveFailures = state.consecutiveFailures + 1
-  // the failing call started `latencyMs` ago
-  if (state.consecutiveFailures === 0) next.failingSince = now - (latencyMs ?? 0)
+  if (state.consecutiveFailures === 0) next.failingSince = startedAt ?? now - (latencyMs ?? 0)
   next.recent = Health.record(state.recent, now, state.policy.windowMs, true, latencyMs)
   // a slow failure (a timeout, say) is slowness too; a fast one is left to the circuit breaker
   if (
@@ -798,15 +804,17 @@ export const latencyEstimateMs = (state: EndpointState, now: number): number | u
   state.latency === undefined
     ? undefined
     : state.active > 0
-    // calls in flight have not answered yet: no reason to think the endpoint got faster; and
-    // if it has answered nothing for longer than its estimate, it is at least that slow now
-    // (a brownout shows before its first slow answer)
-    ? Math.max(state.latency.ms, now - state.quietSince)
+    // calls in flight: no reason to think the endpoint got faster; and if calls wait for an
+    // answer and it has given none for longer than its estimate, it is at least that slow
+    // now (a brownout shows before its first slow answer; a stream past its first token
+    // waits for nothing)
+    ? state.active > state.answeredInFlight ? Math.max(state.latency.ms, now - state.quietSince) : state.latency.ms
     : Health.latencyAt(state.latency, now, state.policy.latencyDecayMs)
 
 /**
  * A stream's first token arrived: an answer, as far as {@link latencyEstimateMs} is
- * concerned.
+ * concerned; the call no longer waits (release it with {@link onAnsweredEnd} after its
+ * ending's transition).
  *
  * @since 0.1.0
  * @category transitions
@@ -814,6 +822,20 @@ export const latencyEstimateMs = (state: EndpointState, now: number): number | u
 export const onFirstToken = (state: EndpointState, now: number): EndpointState => {
   const next = clone(state)
   next.quietSince = Math.max(state.quietSince, now)
+  next.answeredInFlight = Math.min(state.active, state.answeredInFlight + 1)
+  return next
+}
+
+/**
+ * A call that had answered (see {@link onFirstToken}) ended: applied after the ending's
+ * own transition.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const onAnsweredEnd = (state: EndpointState): EndpointState => {
+  const next = clone(state)
+  next.answeredInFlight = Math.max(0, Math.min(state.active, state.answeredInFlight - 1))
   return next
 }
 

@@ -87,3 +87,26 @@ describe("Lease.report and Lease.firstToken", () => {
       expect(error.passedOver[0].reason).toBe("no-headroom")
     }))
 })
+
+describe("a stream past its first token", () => {
+  it.scoped("does not make its endpoint look slow however long it streams; its release settles the count", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({ endpoints: [endpoint("a")] })
+      const warm = yield* b.acquire()
+      yield* TestClock.adjust("200 millis")
+      yield* b.release(warm, Outcome.success())
+      const estimate = Effect.map(b.stats, (s) => s[0].latencyEstimateMs)
+      expect(yield* estimate).toBe(200)
+      const stream = yield* b.acquire()
+      yield* TestClock.adjust("100 millis")
+      yield* stream.firstToken
+      yield* stream.firstToken // a second mark changes nothing
+      yield* TestClock.adjust("1 minute")
+      expect(yield* estimate).toBe(200)
+      yield* b.release(stream, Outcome.success())
+      // the next call that waits without an answer is counted as slowness again
+      yield* b.acquire()
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* estimate).toBe(10_000)
+    }))
+})

@@ -114,6 +114,16 @@ describe("Strategy.powerOfTwo (peak EWMA)", () => {
     const justBusy = EndpointState.onAcquire(state, false, 59_900)
     expect(EndpointState.latencyEstimateMs(justBusy, 60_000)).toBe(500)
     expect(EndpointState.latencyEstimateMs(state, 60_000)).toBeLessThan(2)
+    // a stream past its first token waits for nothing: however long it streams, no slowness
+    const streaming = EndpointState.onFirstToken(EndpointState.onAcquire(state, false, 0), 100)
+    expect(EndpointState.latencyEstimateMs(streaming, 60_000)).toBe(500)
+    // a second call waiting behind it ages from when it started
+    const waiting = EndpointState.onAcquire(streaming, false, 1_000)
+    expect(EndpointState.latencyEstimateMs(waiting, 61_000)).toBe(60_000)
+    // the stream ends: the count of answered calls in flight goes with it
+    const ended = EndpointState.onAnsweredEnd(EndpointState.onSuccess(streaming, 60_000, 60_000, undefined))
+    expect(ended.answeredInFlight).toBe(0)
+    expect(ended.active).toBe(0)
     const timedOut = EndpointState.onFailure(busy, 60_000, 30_000, undefined)
     expect(EndpointState.latencyEstimateMs(timedOut, 60_000)).toBe(30_000)
   })

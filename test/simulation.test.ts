@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Either, Exit } from "effect"
+import { Cause, Effect, Exit } from "effect"
 import { Errors, Simulation } from "effect-llm-balancer"
 
 const small: Simulation.ScenarioInput = {
@@ -74,43 +74,33 @@ describe("Simulation", () => {
       expect(Simulation.progressLine(seen[1])).toContain("67%")
     }))
 
-  it.effect("a bad scenario names every bad field", () =>
+  it.effect("a bad scenario names every bad field, the endpoints' too when the rest is bad", () =>
     Effect.gen(function*() {
-      const exit = yield* Effect.exit(Simulation.run({
-        ...small,
-        traffic: { rate: -1, duration: "1 minute" },
-        faults: [{ type: "outage", endpoint: "nowhere", from: "1 second", to: "2 seconds" }],
-        endpoints: [
-          {
-            name: "east",
-            provider: "simulated",
-            model: "chat",
-            simulate: { latency: { median: "2 seconds", p99: "1 second" } }
-          },
-          { name: "west", provider: "simulated", model: "chat" } as never
-        ]
-      }, Simulation.balancer("default")))
-      expect(Exit.isFailure(exit)).toBe(true)
-      const error = Either.getOrThrow(Either.flip(
-        yield* Effect.either(Simulation.decode({
-          ...small,
-          faults: [{ type: "outage", endpoint: "nowhere", from: "1 second", to: "2 seconds" }],
-          endpoints: [
-            {
-              name: "east",
-              provider: "simulated",
-              model: "chat",
-              simulate: { latency: { median: "2 seconds", p99: "1 second" } }
-            },
-            { name: "west", provider: "simulated", model: "chat" }
-          ]
-        }))
+      const endpoints = [
+        {
+          name: "east",
+          provider: "simulated",
+          model: "chat",
+          simulate: { latency: { median: "2 seconds", p99: "1 second" } }
+        },
+        { name: "west", provider: "simulated", model: "chat" }
+      ]
+      const faults = [{ type: "outage", endpoint: "nowhere", from: "1 second", to: "2 seconds" }]
+      const paths = (error: Errors.InvalidConfig) => error.issues.map((i) => i.path)
+      // a bad traffic section does not hide the endpoints' problems
+      const badHead = yield* Effect.flip(Simulation.run(
+        { ...small, traffic: { rate: -1, duration: "1 minute" }, endpoints } as never,
+        Simulation.balancer("default")
       ))
-      expect(error).toBeInstanceOf(Errors.InvalidConfig)
-      const paths = error.issues.map((i) => i.path)
-      expect(paths).toContain("endpoints[0].simulate.latency")
-      expect(paths).toContain("endpoints[1].simulate")
-      expect(paths).toContain("faults[0].endpoint")
+      expect(badHead).toBeInstanceOf(Errors.InvalidConfig)
+      expect(paths(badHead)).toEqual(expect.arrayContaining([
+        "traffic.rate",
+        "endpoints[0].simulate.latency",
+        "endpoints[1].simulate"
+      ]))
+      const badFleet = yield* Effect.flip(Simulation.decode({ ...small, faults, endpoints }))
+      expect(paths(badFleet)).toEqual(["endpoints[0].simulate.latency", "endpoints[1].simulate", "faults[0].endpoint"])
+      expect(badFleet.message).toContain("names no endpoint of the fleet: \"nowhere\" (known: none valid, or \"*\")")
     }))
 })
 

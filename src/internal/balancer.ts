@@ -26,10 +26,12 @@ class LeaseImpl implements Lease {
   usage: Outcome.Usage | undefined = undefined
   rateLimit: RateLimit.Remaining | undefined = undefined
   ttftMs: number | undefined = undefined
+  /** Set by `firstToken`: the call answered before it ended. */
+  answered = false
   constructor(
     readonly owner: {
       readonly clock: Clock.Clock
-      readonly firstToken: (id: number, now: number) => Effect.Effect<void>
+      readonly firstToken: (lease: LeaseImpl, now: number) => Effect.Effect<void>
     },
     readonly endpoint: Endpoint.Endpoint,
     readonly id: number,
@@ -53,10 +55,10 @@ class LeaseImpl implements Lease {
   }
   get firstToken(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.ttftMs !== undefined) return Effect.void
+      if (this.answered || this.settled) return Effect.void
       const now = this.owner.clock.unsafeCurrentTimeMillis()
-      this.ttftMs = now - this.startedAt
-      return this.owner.firstToken(this.id, now)
+      if (this.ttftMs === undefined) this.ttftMs = now - this.startedAt
+      return this.owner.firstToken(this, now)
     })
   }
   get detach(): Effect.Effect<void> {
@@ -235,7 +237,8 @@ const endingOf = (
         latencyMs: outcome.latency === undefined ? latencyMs : Duration.toMillis(outcome.latency),
         rateLimit: outcome.rateLimit ?? lease.rateLimit,
         countsAgainstHealth: outcome.countsAgainstHealth,
-        jitter
+        jitter,
+        startedAt: lease.startedAt
       }
     case "Cancelled":
       return outcome
@@ -278,7 +281,8 @@ const endingOfExit = (
     latencyMs,
     rateLimit: lease.rateLimit,
     countsAgainstHealth: undefined,
-    jitter
+    jitter,
+    startedAt: lease.startedAt
   }
 }
 
@@ -341,7 +345,13 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Event>(1024), PubSub.shutdown)
     const owner = {
       clock,
-      firstToken: (id: number, now: number) => Ref.update(ref, (table) => Table.firstToken(table, id, now))
+      // in the same atomic step as a release, so the two always agree on whether it answered
+      firstToken: (lease: LeaseImpl, now: number) =>
+        Ref.update(ref, (table) => {
+          if (lease.settled || lease.answered) return table
+          lease.answered = true
+          return Table.firstToken(table, lease.id, now)
+        })
     }
 
     // Counts the changes that freed capacity. A waiter notes it when its attempt fails and
@@ -462,7 +472,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         lease.settled = true
         const now = clock.unsafeCurrentTimeMillis()
         const end = ending(lease, now - lease.startedAt, draw)
-        const [events, next] = Table.release(table, lease.id, lease.probeOf, end, now)
+        const [events, next] = Table.release(table, lease.id, lease.probeOf, end, now, lease.answered)
         // priced from the lease's endpoint: the entry may be gone (removed with its last call)
         const spent = end._tag === "Success" && end.measured?.usage !== undefined
           ? EndpointState.costOf(lease.endpoint, end.measured.usage)
@@ -560,13 +570,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Table.update(table, index, EndpointState.forceUnhealthy)
       ], false)
 
-    // Active health checks on open circuits. A passing check ends the open period at once,
-    // so the next call is the probe; once per opening, since a failed probe opens the
-    // circuit again for longer, so a check that passes while calls fail costs one probe per
-    // opening. A failing check stretches the open period to `maxRecoveryTimeout`: while
+    // Active health checks on open circuits. A passing check ends the open period at once
+    // (its `until` becomes now, so the opening is not due again), and the next call is the
+    // probe; once per opening, since a failed probe opens the circuit again for longer, so a
+    // check that passes while calls fail costs one probe per opening. A failing check stretches the open period to `maxRecoveryTimeout`: while
     // checks fail, calls probe only that often (a broken check delays recovery no longer).
     const healthChecks = (hc: ResolvedHealthCheck) => {
-      const ended = new Map<string, number>()
       // an endpoint whose check has not answered yet is not checked again; the others are
       // checked on time whatever one slow check does
       const checking = new Set<string>()
@@ -585,7 +594,6 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
               Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until } }))
             ]
           }
-          ended.set(name, since)
           freed++
           waiters.wakeAll()
           return [
@@ -608,8 +616,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           const circuit = entry.circuit
           const name = entry.endpoint.name
           if (
-            !entry.held && circuit._tag === "Open" && circuit.until > now && !checking.has(name) &&
-            ended.get(name) !== circuit.since
+            !entry.held && circuit._tag === "Open" && circuit.until > now && !checking.has(name)
           ) {
             checking.add(name)
             due.push(checkOne(name, entry.endpoint, circuit.since))

@@ -310,6 +310,8 @@ export type Ending =
     readonly countsAgainstHealth: boolean | undefined
     /** Draws a number in [0, 1) to jitter an open period or a rate-limit cooldown with. */
     readonly jitter: () => number
+    /** When the call started (epoch ms). */
+    readonly startedAt?: number | undefined
   }
   | { readonly _tag: "Cancelled" }
 
@@ -345,7 +347,7 @@ const onFailure = (
   const { effect, until } = classify(ending, before.policy, now)
   switch (effect) {
     case "counts":
-      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true, ending.jitter())
+      return EndpointState.onFailure(before, now, ending.latencyMs, probe, true, ending.jitter(), ending.startedAt)
     case "ignore":
       return EndpointState.onFailure(before, now, ending.latencyMs, probe, false)
     case "cooldown":
@@ -379,7 +381,9 @@ export const release = (
   id: number,
   probe: EndpointState.Probe,
   ending: Ending,
-  now: number
+  now: number,
+  /** The call had answered before it ended (a stream past its first token). */
+  answered = false
 ): readonly [ReadonlyArray<Event>, Table] => {
   const index = indexOf(table, id)
   if (index === -1) return [noEvents, table]
@@ -392,6 +396,7 @@ export const release = (
   if (ending._tag === "Failure" && ending.rateLimit !== undefined) {
     after = EndpointState.onProviderHint(after, ending.rateLimit)
   }
+  if (answered) after = EndpointState.onAnsweredEnd(after)
   const events = transitions(before, after, now)
   let next = replace(table, index, after.removed && after.active === 0 ? undefined : after)
   if (table.budget !== undefined && after.meter.spent > before.meter.spent) {

@@ -20,8 +20,6 @@ export interface Slot {
   /** Endpoints in the fleet, this one included. */
   readonly fleetSize: number
   active: number
-  successes: number
-  failures: number
   /** Fields a baseline keeps for itself. */
   readonly own: Record<string, number>
 }
@@ -215,8 +213,6 @@ export const make = (
     truth,
     fleetSize: fleet.length,
     active: 0,
-    successes: 0,
-    failures: 0,
     own: {}
   }))
   const endpoints = slots.map((slot) => slot.endpoint)
@@ -248,8 +244,6 @@ export const make = (
     Effect.clockWith((clock) =>
       Effect.sync(() => {
         slot.active--
-        if (result === "success") slot.successes++
-        else if (result !== "cancelled") slot.failures++
         baseline.record(slot, result, clock.unsafeCurrentTimeMillis())
       })
     )
