@@ -57,6 +57,12 @@ export interface EndpointState {
   readonly removed: boolean
   /** Rate limited: takes no calls before this time (epoch ms; 0 when not cooling down). */
   readonly cooldownUntil: number
+  /**
+   * Turned away by the shared store (`Store`): the cluster's limit, cooldown, open circuit
+   * or budget. Takes no calls before `sharedUntil` (epoch ms; 0 when not), for `sharedReason`.
+   */
+  readonly sharedUntil: number
+  readonly sharedReason: SharedReason
   /** Calls that ended rate limited (also counted in `failures`). */
   readonly rateLimited: number
   /** Times the circuit opened since it last closed cleanly: the exponent of the open period. */
@@ -172,6 +178,8 @@ export const make = (id: number, endpoint: Endpoint, policy: Health.Resolved, no
   held: false,
   removed: false,
   cooldownUntil: 0,
+  sharedUntil: 0,
+  sharedReason: "unhealthy",
   rateLimited: 0,
   openings: 0,
   closedAt: -Infinity,
@@ -206,6 +214,8 @@ const clone = (s: EndpointState): Mutable => ({
   held: s.held,
   removed: s.removed,
   cooldownUntil: s.cooldownUntil,
+  sharedUntil: s.sharedUntil,
+  sharedReason: s.sharedReason,
   rateLimited: s.rateLimited,
   openings: s.openings,
   closedAt: s.closedAt,
@@ -225,6 +235,15 @@ const clone = (s: EndpointState): Mutable => ({
 export type Admission = "admit" | "probe" | PassedOver["reason"]
 
 /**
+ * Why the shared store turned an endpoint away: the reasons of `PassedOver` that a
+ * cluster-wide state can give.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SharedReason = "unhealthy" | "probing" | "cooling-down" | "no-headroom" | "too-large" | "over-budget"
+
+/**
  * @since 0.1.0
  * @category getters
  */
@@ -232,6 +251,7 @@ export const admission = (state: EndpointState, now: number, tokens = 0): Admiss
   if (state.removed) return "removed"
   if (state.held) return "held-unhealthy"
   if (now < state.cooldownUntil) return "cooling-down"
+  if (now < state.sharedUntil) return state.sharedReason
   let result: Admission = "admit"
   switch (state.circuit._tag) {
     case "Open": {
@@ -352,6 +372,7 @@ const allowanceShare = (allowance: Allowance | undefined, now: number): number =
  * @category getters
  */
 export const availableAt = (state: EndpointState, now: number, tokens = 0): number | undefined => {
+  if (now < state.sharedUntil && !state.held && !state.removed && now >= state.cooldownUntil) return state.sharedUntil
   switch (admission(state, now, tokens)) {
     case "unhealthy":
       return state.circuit._tag === "Open" ? Math.max(state.circuit.until, state.cooldownUntil) : undefined
@@ -376,6 +397,9 @@ export const availableAt = (state: EndpointState, now: number, tokens = 0): numb
  */
 export const status = (state: EndpointState, now: number): Health.Status => {
   if (state.held || state.removed || now < state.cooldownUntil) return "unhealthy"
+  if (now < state.sharedUntil && (state.sharedReason === "unhealthy" || state.sharedReason === "cooling-down")) {
+    return "unhealthy"
+  }
   switch (state.circuit._tag) {
     case "Open":
       return now < state.circuit.until ? "unhealthy" : "degraded"
@@ -750,6 +774,39 @@ export const onCancel = (state: EndpointState, probe: Probe): EndpointState => {
 }
 
 /**
+ * The shared store turned away a call this state had admitted: the call is taken back
+ * (its slot, its probe and what it counted against the limits), and the endpoint takes no
+ * calls for `reason` until `until`.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const onSharedRefusal = (
+  state: EndpointState,
+  probe: Probe,
+  reservedAt: number,
+  tokens: number,
+  reason: SharedReason,
+  until: number
+): EndpointState => {
+  const next = clone(onCancel(state, probe))
+  if (state.quota !== undefined) next.quota = unreserve(state.quota, reservedAt, tokens)
+  next.sharedUntil = Math.max(state.sharedUntil, until)
+  next.sharedReason = reason
+  return next
+}
+
+const unreserve = (quota: Quota, at: number, tokens: number): Quota => ({
+  requestWindow: quota.requestWindow === undefined ? undefined : SlidingWindow.adjust(quota.requestWindow, at, -1),
+  tokenWindow: quota.tokenWindow === undefined || tokens === 0
+    ? quota.tokenWindow
+    : SlidingWindow.adjust(quota.tokenWindow, at, -tokens),
+  dayWindow: quota.dayWindow === undefined ? undefined : SlidingWindow.adjust(quota.dayWindow, at, -1),
+  providerRequests: quota.providerRequests,
+  providerTokens: quota.providerTokens
+})
+
+/**
  * Manual recovery: releases a hold, ends a cooldown, closes the circuit and forgets
  * consecutive failures, the recent window and earlier openings. It takes full traffic at
  * once (no slow start).
@@ -764,6 +821,7 @@ export const forceHealthy = (state: EndpointState): EndpointState => {
   next.circuit = Health.closed
   next.openings = 0
   next.cooldownUntil = 0
+  next.sharedUntil = 0
   next.recent = Health.emptyRecent(state.recent.at)
   return next
 }

@@ -49,6 +49,14 @@ export type Event = Data.TaggedEnum<{
   }
   /** An endpoint takes calls again: a probe succeeded, or it was forced healthy. */
   EndpointRecovered: { readonly name: string; readonly at: number; readonly reason: "probe-succeeded" | "forced" }
+  /**
+   * The shared `Store` named `name` (`"redis"`) did not answer (down, slow past its
+   * timeout, or refusing): the balancer serves from its own state, with its own limits,
+   * until it answers again.
+   */
+  StoreFellBack: { readonly name: string; readonly at: number; readonly reason: string }
+  /** The shared `Store` answers again after `afterMs` of fallback; state is shared again. */
+  StoreResumed: { readonly name: string; readonly at: number; readonly afterMs: number }
 }>
 
 /**

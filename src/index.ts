@@ -57,6 +57,14 @@ export * as Router from "./Router.js"
 export * as Simulation from "./Simulation.js"
 
 /**
+ * The state several balancers share (the Redis one is `effect-llm-balancer/RedisStore`,
+ * kept out of this index so that `ioredis` stays optional).
+ *
+ * @since 0.1.0
+ */
+export * as Store from "./Store.js"
+
+/**
  * @since 0.1.0
  */
 export * as Strategy from "./Strategy.js"

@@ -1,5 +1,5 @@
 import type { Clock, Scope } from "effect"
-import { Cause, Duration, Effect, Either, Exit, Metric, PubSub, Random, Ref, Stream } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Metric, Option, PubSub, Random, Ref, Schedule, Stream } from "effect"
 import type { BalancerService, EndpointStats, Hints, Lease, Options, Report, Summary } from "../Balancer.js"
 import * as Endpoint from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
@@ -9,6 +9,7 @@ import { Event } from "../Event.js"
 import * as Health from "../Health.js"
 import type * as Outcome from "../Outcome.js"
 import type * as RateLimit from "../RateLimit.js"
+import * as Store from "../Store.js"
 import * as Strategy from "../Strategy.js"
 import * as config from "./config.js"
 import * as random from "./random.js"
@@ -28,6 +29,10 @@ class LeaseImpl implements Lease {
   ttftMs: number | undefined = undefined
   /** Set by `firstToken`: the call answered before it ended. */
   answered = false
+  /** The shared store's admission time, when the store admitted the call. */
+  sharedAt: number | undefined = undefined
+  /** The call is the cluster's probe of a half-open circuit. */
+  sharedProbe = false
   constructor(
     readonly owner: {
       readonly clock: Clock.Clock
@@ -247,6 +252,11 @@ const endingOf = (
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
+/** How long an endpoint the shared store refused waits when the store does not say. */
+const defaultSharedWaitMs = 1_000
+/** How often a balancer whose store is down asks whether it is back. */
+const storeRetryMs = 250
+
 /**
  * The upper end of the quantile's confidence interval, but no further out than the
  * quantile halfway to 1 (p97.5 for p95); with fewer than 100 samples the interval
@@ -323,8 +333,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
   Effect.gen(function*() {
     const { panic, policy, strategy } = resolved
     const clock = yield* Effect.clock
+    const store = Option.getOrUndefined(yield* Effect.serviceOption(Store.Store))
+    const scope = yield* Effect.scope
     // one draw from `Random` seeds the balancer's own generator (strategies, jitter)
     const draw = random.fromSeed(yield* Random.nextInt)
+    // names this balancer's calls in the shared store (a probe's slot), apart from other processes'
+    const instance = `${Math.floor(draw() * 2 ** 48).toString(36)}${Math.floor(draw() * 2 ** 48).toString(36)}`
     const start = clock.unsafeCurrentTimeMillis()
     // an endpoint's policy: the balancer's, its own overrides, and its planned open periods
     const policyOf = (endpoint: Endpoint.Endpoint) =>
@@ -406,8 +420,173 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       Effect.flatten(Ref.modify(ref, (table) => {
         const now = clock.unsafeCurrentTimeMillis()
         const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
-        return [result._tag === "Acquired" ? granted(result, request, now) : onRefused(result, now), next]
+        if (result._tag !== "Acquired") return [onRefused(result, now), next]
+        const lease = granted(result, request, now)
+        return [
+          store === undefined || !storeUp
+            ? lease
+            : Effect.flatMap(lease, (lease) => admitShared(lease as LeaseImpl, request, onRefused)),
+          next
+        ]
       }))
+
+    /**
+     * Asks the shared store to admit a call this balancer admitted. Refused, the call is
+     * taken back and the endpoint waits as long as the store says, and another is tried;
+     * unanswered, the local admission stands. Uninterruptible: the store answers within
+     * its timeout, and a lease is never half taken.
+     */
+    const admitShared = (
+      lease: LeaseImpl,
+      request: Table.Request,
+      onRefused: (
+        result: Table.AcquireResult & { _tag: "Rejected" },
+        now: number
+      ) => Effect.Effect<Lease, NoEndpointAvailable>
+    ): Effect.Effect<Lease, NoEndpointAvailable> =>
+      Effect.flatMap(
+        Effect.either(Effect.uninterruptible(store!.admit({
+          endpoint: lease.endpoint,
+          tokens: lease.reservedTokens,
+          callId: `${instance}.${lease.id}.${lease.startedAt}`,
+          halfOpenProbes: policy.halfOpenProbes,
+          budget: budgetPeriodOf(lease.endpoint, lease.startedAt),
+          endpointBudget: endpointBudgetOf(lease.endpoint, lease.startedAt)
+        }))),
+        (answer): Effect.Effect<Lease, NoEndpointAvailable> => {
+          if (Either.isLeft(answer)) return Effect.as(storeFailed(answer.left), lease)
+          const admission = answer.right
+          if (admission._tag === "Admitted") {
+            lease.sharedAt = admission.at
+            lease.sharedProbe = admission.probe
+            return Effect.succeed(lease)
+          }
+          return Effect.zipRight(
+            Ref.update(ref, (table) => {
+              lease.settled = true
+              if (lease.arm !== undefined) armOf(lease.arm).picks--
+              const now = clock.unsafeCurrentTimeMillis()
+              // at least a moment, so that the next try passes this endpoint over
+              const wait = Math.max(1, admission.retryAfterMs ?? defaultSharedWaitMs)
+              return Table.sharedRefusal(
+                table,
+                lease.id,
+                lease.probeOf,
+                lease.startedAt,
+                lease.reservedTokens,
+                admission.reason,
+                now + wait
+              )
+            }),
+            attempt(request, onRefused)
+          )
+        }
+      )
+
+    const budgetPeriodOf = (endpoint: Endpoint.Endpoint, now: number): Store.BudgetPeriod | undefined => {
+      const budget = resolved.budget
+      if (budget === undefined || endpoint.cost === undefined) return undefined
+      return { limit: budget.limit, periodMs: budget.periodMs, start: EndpointState.budgetPeriod(budget.periodMs, now) }
+    }
+    const endpointBudgetOf = (endpoint: Endpoint.Endpoint, now: number): Store.BudgetPeriod | undefined => {
+      const budget = endpoint.budget
+      if (budget === undefined) return undefined
+      const periodMs = Duration.toMillis(budget.period)
+      return { limit: budget.limit, periodMs, start: EndpointState.budgetPeriod(periodMs, now) }
+    }
+
+    /**
+     * What a call's end changes in the shared state, or `undefined` when nothing: the
+     * tokens it reported, its spend, a 429, the circuit it opened or closed, and the end
+     * of the cluster's probe.
+     */
+    const sharedChange = (
+      lease: LeaseImpl,
+      end: Table.Ending,
+      before: EndpointState.EndpointState | undefined,
+      after: EndpointState.EndpointState | undefined,
+      events: ReadonlyArray<Event>,
+      spent: number,
+      now: number
+    ): Store.Settle | undefined => {
+      if (lease.sharedAt === undefined) return undefined
+      const endpoint = lease.endpoint
+      const usage = end._tag === "Success" ? end.measured?.usage : undefined
+      const tokensDelta = usage !== undefined && endpoint.limits?.tpm !== undefined
+        ? usage.inputTokens + usage.outputTokens - lease.reservedTokens
+        : 0
+      const budget = spent > 0 ? budgetPeriodOf(endpoint, lease.startedAt) : undefined
+      const endpointBudget = spent > 0 ? endpointBudgetOf(endpoint, lease.startedAt) : undefined
+      const cooldownMs = before !== undefined && after !== undefined && after.cooldownUntil > before.cooldownUntil
+        ? after.cooldownUntil - now
+        : 0
+      let openMs = 0
+      let closed = false
+      for (const event of events) {
+        if (event._tag === "EndpointUnhealthy" && event.until !== undefined) openMs = event.until - now
+        else if (event._tag === "EndpointRecovered") closed = true
+      }
+      const probe = lease.sharedProbe
+        ? {
+          callId: `${instance}.${lease.id}.${lease.startedAt}`,
+          outcome: end._tag === "Success"
+            ? "success" as const
+            : end._tag === "Failure"
+            ? "failure" as const
+            : "cancelled" as const
+        }
+        : undefined
+      if (
+        tokensDelta === 0 && budget === undefined && endpointBudget === undefined && cooldownMs <= 0 && openMs <= 0 &&
+        !closed && probe === undefined
+      ) return undefined
+      const policy = after?.policy ?? before?.policy ?? Health.resolve(resolved.policy, endpoint)
+      return {
+        endpoint,
+        admittedAt: lease.sharedAt,
+        tokensDelta,
+        spent,
+        budget,
+        endpointBudget,
+        cooldownMs: Math.max(0, cooldownMs),
+        openMs: Math.max(0, openMs),
+        openings: after?.openings ?? 0,
+        closed,
+        probe,
+        recoveryMs: policy.recoveryTimeoutMs,
+        recoveryFactor: policy.recoveryFactor,
+        maxRecoveryMs: policy.maxRecoveryTimeoutMs
+      }
+    }
+
+    /** Sends a change to the shared store; a store that does not answer is fallen back from. */
+    const shareChange = (change: Store.Settle): Effect.Effect<void> =>
+      store === undefined || !storeUp
+        ? Effect.void
+        : Effect.catchAll(Effect.uninterruptible(store.settle(change)), storeFailed)
+
+    // The shared store's health, seen from here. Down, every call is served from local state
+    // and nothing waits on the store; a background fiber pings it until it answers.
+    let storeUp = true
+    let storeDownSince = 0
+    const storeFailed = (error: Store.StoreUnavailable): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!storeUp || store === undefined) return Effect.void
+        storeUp = false
+        storeDownSince = clock.unsafeCurrentTimeMillis()
+        const recovered = Effect.suspend(() => {
+          const now = clock.unsafeCurrentTimeMillis()
+          storeUp = true
+          return publish([Event.StoreResumed({ name: store.name, at: now, afterMs: now - storeDownSince })])
+        })
+        return Effect.zipRight(
+          publish([Event.StoreFellBack({ name: store.name, at: storeDownSince, reason: error.reason })]),
+          Effect.asVoid(Effect.forkIn(
+            Effect.zipRight(Effect.retry(store.ping, Schedule.spaced(Duration.millis(storeRetryMs))), recovered),
+            scope
+          ))
+        )
+      })
 
     /** Chooses and reserves, or fails at once. */
     const acquireNow = (request: Table.Request) => attempt(request, refused)
@@ -483,7 +662,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         // a change of health (a circuit closed, say) may let in many waiters, a plain end one
         if (events.length > 0) waiters.wakeAll()
         else waiters.wakeOne()
-        return [publish(events), next]
+        const change = lease.sharedAt === undefined
+          ? undefined
+          : sharedChange(lease, end, Table.byId(table, lease.id), Table.byId(next, lease.id), events, spent, now)
+        return [change === undefined ? publish(events) : Effect.zipRight(publish(events), shareChange(change)), next]
       }))
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
@@ -556,8 +738,30 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       byName(name, (table, index, now) => {
         const before = table.entries[index]
         const wasOut = before.held || before.circuit._tag !== "Closed"
+        const endpoint = before.endpoint
+        const policy = before.policy
+        // recovered by hand here, recovered for the cluster
+        const shared = store === undefined ? Effect.void : shareChange({
+          endpoint,
+          admittedAt: 0,
+          tokensDelta: 0,
+          spent: 0,
+          budget: undefined,
+          endpointBudget: undefined,
+          cooldownMs: 0,
+          openMs: 0,
+          openings: 0,
+          closed: true,
+          probe: undefined,
+          recoveryMs: policy.recoveryTimeoutMs,
+          recoveryFactor: policy.recoveryFactor,
+          maxRecoveryMs: policy.maxRecoveryTimeoutMs
+        })
         return [
-          wasOut ? publish([Event.EndpointRecovered({ name, at: now, reason: "forced" })]) : Effect.void,
+          Effect.zipRight(
+            wasOut ? publish([Event.EndpointRecovered({ name, at: now, reason: "forced" })]) : Effect.void,
+            shared
+          ),
           Table.update(table, index, EndpointState.forceHealthy)
         ]
       }, true)

@@ -416,6 +416,31 @@ export const release = (
     : [events, next]
 }
 
+/**
+ * The shared store turned away a call this table had admitted: it is taken back and the
+ * endpoint waits (see `EndpointState.onSharedRefusal`).
+ */
+export const sharedRefusal = (
+  table: Table,
+  id: number,
+  probe: EndpointState.Probe,
+  reservedAt: number,
+  tokens: number,
+  reason: EndpointState.SharedReason,
+  until: number
+): Table => {
+  const index = indexOf(table, id)
+  if (index === -1) return table
+  const after = EndpointState.onSharedRefusal(table.entries[index], probe, reservedAt, tokens, reason, until)
+  return replace(table, index, after.removed && after.active === 0 ? undefined : after)
+}
+
+/** The entry with this id, or `undefined` when it is gone. */
+export const byId = (table: Table, id: number): EndpointState.EndpointState | undefined => {
+  const index = indexOf(table, id)
+  return index === -1 ? undefined : table.entries[index]
+}
+
 /** Gives the other endpoints of a quota group what one of them heard of the account's limits. */
 const hintGroup = (table: Table, group: string, from: number, hint: RateLimit.Remaining): Table =>
   withEntries(

@@ -1,0 +1,219 @@
+import { Duration, Effect, Either } from "effect"
+import type { Redis } from "ioredis"
+import type { SharedReason } from "../../EndpointState.js"
+import type { Admission, AdmitRequest, BudgetPeriod, Settle, StoreService } from "../../Store.js"
+import { StoreUnavailable } from "../../Store.js"
+import * as scripts from "./redisScripts.js"
+
+export interface Resolved {
+  readonly url: string
+  /** The server without credentials, for messages. */
+  readonly server: string
+  readonly prefix: string
+  readonly timeoutMs: number
+  readonly connectTimeoutMs: number
+  readonly probeTimeoutMs: number
+}
+
+const durationMs = (name: string, input: Duration.DurationInput | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  const decoded = Duration.decodeUnknown(input)
+  if (decoded._tag === "None" || !Duration.isFinite(decoded.value) || Duration.toMillis(decoded.value) <= 0) {
+    throw new Error(`${name} must be a finite duration longer than 0, got ${JSON.stringify(input)}`)
+  }
+  return Math.ceil(Duration.toMillis(decoded.value))
+}
+
+/** Checks the options; throws an `Error` whose message names the bad one. */
+export const resolve = (options: {
+  readonly url?: string | undefined
+  readonly prefix?: string | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  readonly probeTimeout?: Duration.DurationInput | undefined
+}): Resolved => {
+  const url = options.url ?? "redis://127.0.0.1:6379"
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new Error(`url must be redis://host:port or rediss://host:port, got an unreadable URL`)
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
+    throw new Error(`url must start with redis:// or rediss://, got ${parsed.protocol}//`)
+  }
+  const prefix = options.prefix ?? "llm-balancer"
+  if (typeof prefix !== "string" || prefix === "" || /[{}]/.test(prefix)) {
+    throw new Error(`prefix must be a non-empty string without braces, got ${JSON.stringify(prefix)}`)
+  }
+  return {
+    url,
+    server: `${parsed.protocol}//${parsed.host}`,
+    prefix,
+    timeoutMs: durationMs("timeout", options.timeout, 50),
+    connectTimeoutMs: durationMs("connectTimeout", options.connectTimeout, 2_000),
+    probeTimeoutMs: durationMs("probeTimeout", options.probeTimeout, 60_000)
+  }
+}
+
+/** Closes a client the store opened: politely, or at once when Redis does not answer. */
+export const close = (client: Redis): Effect.Effect<void> =>
+  Effect.promise(() =>
+    client.status === "ready"
+      ? client.quit().then(() => undefined, () => client.disconnect())
+      : Promise.resolve(client.disconnect())
+  ).pipe(
+    Effect.timeout(Duration.seconds(1)),
+    Effect.catchAll(() => Effect.sync(() => client.disconnect()))
+  )
+
+/** The keys of one endpoint and its periods; all carry the prefix as their hash tag. */
+const keysOf = (prefix: string, name: string, group: string | undefined) => {
+  const p = `{${prefix}}`
+  return {
+    cooldown: `${p}:cooldown:${name}`,
+    groupCooldown: group === undefined ? `${p}:none` : `${p}:group-cooldown:${group}`,
+    circuit: `${p}:circuit:${name}`,
+    probes: `${p}:probes:${name}`,
+    rpm: `${p}:rpm:${name}`,
+    tpm: `${p}:tpm:${name}`,
+    rpd: `${p}:rpd:${name}`
+  }
+}
+
+const spendKey = (prefix: string, period: BudgetPeriod | undefined) =>
+  period === undefined ? `{${prefix}}:none` : `{${prefix}}:spend:${period.start}`
+const endpointSpendKey = (prefix: string, name: string, period: BudgetPeriod | undefined) =>
+  period === undefined ? `{${prefix}}:none` : `{${prefix}}:endpoint-spend:${period.start}:${name}`
+
+const reasons: ReadonlySet<string> = new Set<SharedReason>([
+  "unhealthy",
+  "probing",
+  "cooling-down",
+  "no-headroom",
+  "too-large",
+  "over-budget"
+])
+
+/** Loads the scripts and returns the store; fails when Redis refuses them. */
+export const make = (client: Redis, resolved: Resolved): Effect.Effect<StoreService, StoreUnavailable> =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const unavailable = (error: unknown) =>
+      new StoreUnavailable({ store: "redis", reason: error instanceof Error ? error.message : String(error) })
+    const load = (lua: string) =>
+      Effect.tryPromise({ try: () => client.script("LOAD", lua) as Promise<string>, catch: unavailable })
+    const admitSha = yield* load(scripts.admit)
+    const settleSha = yield* load(scripts.settle)
+
+    // EVALSHA, and EVAL when the server lost its script cache (a restart)
+    const run = (sha: string, lua: string, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) =>
+      Effect.tryPromise({
+        try: () =>
+          client.evalsha(sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+            if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+              return client.eval(lua, keys.length, ...keys, ...args)
+            }
+            throw error
+          }),
+        catch: unavailable
+      })
+
+    const { prefix } = resolved
+    const msToEnd = (period: BudgetPeriod | undefined, now: number): string =>
+      period === undefined ? "" : String(Math.max(0, period.start + period.periodMs - now))
+
+    const admit = (request: AdmitRequest): Effect.Effect<Admission, StoreUnavailable> => {
+      const endpoint = request.endpoint
+      const keys = keysOf(prefix, endpoint.name, endpoint.quotaGroup)
+      const now = clock.unsafeCurrentTimeMillis()
+      const limits = endpoint.limits
+      return Effect.flatMap(
+        run(admitSha, scripts.admit, [
+          keys.cooldown,
+          keys.groupCooldown,
+          keys.circuit,
+          keys.probes,
+          keys.rpm,
+          keys.tpm,
+          keys.rpd,
+          spendKey(prefix, request.budget),
+          endpointSpendKey(prefix, endpoint.name, request.endpointBudget)
+        ], [
+          request.tokens,
+          limits?.rpm ?? 0,
+          limits?.tpm ?? 0,
+          limits?.rpd ?? 0,
+          request.halfOpenProbes,
+          request.callId,
+          resolved.probeTimeoutMs,
+          request.budget === undefined ? "" : request.budget.limit,
+          msToEnd(request.budget, now),
+          request.endpointBudget === undefined ? "" : request.endpointBudget.limit,
+          msToEnd(request.endpointBudget, now)
+        ]),
+        (reply) => Either.match(parseAdmission(reply), { onLeft: Effect.fail, onRight: Effect.succeed })
+      )
+    }
+
+    const settle = (s: Settle): Effect.Effect<void, StoreUnavailable> => {
+      const endpoint = s.endpoint
+      const keys = keysOf(prefix, endpoint.name, endpoint.quotaGroup)
+      const now = clock.unsafeCurrentTimeMillis()
+      // a period's spend is kept a minute past its end, for the stragglers' clocks
+      const ttl = (period: BudgetPeriod | undefined) =>
+        period === undefined ? "" : String(period.start + period.periodMs - now + 60_000)
+      return Effect.asVoid(run(settleSha, scripts.settle, [
+        keys.cooldown,
+        keys.groupCooldown,
+        keys.circuit,
+        keys.probes,
+        keys.tpm,
+        spendKey(prefix, s.budget),
+        endpointSpendKey(prefix, endpoint.name, s.endpointBudget)
+      ], [
+        Math.round(s.tokensDelta),
+        s.admittedAt,
+        Math.ceil(s.cooldownMs),
+        s.spent,
+        ttl(s.budget),
+        ttl(s.endpointBudget),
+        Math.ceil(s.openMs),
+        s.openings,
+        s.closed ? 1 : 0,
+        s.probe?.callId ?? "",
+        s.probe?.outcome ?? "",
+        Math.ceil(s.recoveryMs),
+        s.recoveryFactor,
+        Math.ceil(s.maxRecoveryMs),
+        Math.ceil(s.maxRecoveryMs),
+        endpoint.quotaGroup === undefined ? 0 : 1
+      ]))
+    }
+
+    const service: StoreService = {
+      name: "redis",
+      admit,
+      settle,
+      ping: Effect.asVoid(Effect.tryPromise({ try: () => client.ping(), catch: unavailable }))
+    }
+    return service
+  })
+
+/** Reads the admit script's reply; anything else is the store misbehaving. */
+const parseAdmission = (reply: unknown): Either.Either<Admission, StoreUnavailable> => {
+  if (Array.isArray(reply) && reply.length === 3) {
+    const [ok, second, third] = reply as [unknown, unknown, unknown]
+    if (ok === 1 && typeof second === "number" && (third === 0 || third === 1)) {
+      return Either.right({ _tag: "Admitted", at: second, probe: third === 1 })
+    }
+    if (ok === 0 && typeof second === "string" && reasons.has(second) && typeof third === "number") {
+      return Either.right({
+        _tag: "Refused",
+        reason: second as SharedReason,
+        retryAfterMs: third < 0 ? undefined : third
+      })
+    }
+  }
+  return Either.left(new StoreUnavailable({ store: "redis", reason: `unexpected reply ${JSON.stringify(reply)}` }))
+}
