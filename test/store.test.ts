@@ -4,13 +4,13 @@
  * the same keys. Real time throughout (the Redis scripts run on the server's clock).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Either, Layer, Queue } from "effect"
+import { Chunk, Duration, Effect, Either, Fiber, Layer, Queue } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Store } from "../src/index.js"
 import * as RedisStore from "../src/RedisStore.js"
 import { endpoint } from "./helpers.js"
 import type { RedisServer } from "./support/redisServer.js"
-import { redisUrl } from "./support/redisServer.js"
+import { redisUrl, startRedis } from "./support/redisServer.js"
 
 let url = ""
 let server: RedisServer | undefined
@@ -259,4 +259,56 @@ describe("Redis store", () => {
       // -1 would be a key without expiry
       expect(ttls.filter((t) => t < 0)).toEqual([])
     })))
+})
+
+describe("Redis killed mid-run", () => {
+  it.live(
+    "no call fails, the fallback is announced, and sharing resumes when Redis is back",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const own = yield* Effect.promise(() => startRedis())
+        yield* Effect.addFinalizer(() => Effect.promise(() => own.stop()))
+        const prefix = `kill-${process.pid}-${Date.now()}`
+        const context = yield* Layer.build(RedisStore.layer({ url: own.url, prefix }))
+        const balancer = yield* Effect.orDie(Effect.provide(
+          Balancer.make({ endpoints: [endpoint("x", { limits: { rpm: 100_000 } })] }),
+          context
+        ))
+        const events = yield* balancer.subscribe
+        const results: Array<Either.Either<string, unknown>> = []
+        const calls = (n: number) =>
+          Effect.forEach(Array.from({ length: n }), () =>
+            Effect.zipRight(
+              Effect.map(tryCall(balancer), (r) => {
+                results.push(r)
+              }),
+              Effect.sleep("2 millis")
+            ), { discard: true })
+        // traffic runs through the kill and the restart
+        const traffic = yield* Effect.fork(Effect.forever(calls(10)))
+        yield* Effect.sleep("200 millis")
+        yield* Effect.promise(() => own.kill())
+        yield* Effect.sleep("500 millis")
+        yield* Effect.promise(() => own.restart())
+        const resumed = yield* Effect.timeout(
+          Effect.iterate([] as ReadonlyArray<string>, {
+            while: (tags) => !tags.includes("StoreResumed"),
+            body: (tags) => Effect.map(Queue.take(events), (event) => [...tags, event._tag])
+          }),
+          "5 seconds"
+        )
+        yield* Effect.sleep("100 millis")
+        yield* Fiber.interrupt(traffic)
+        expect(resumed.filter((t) => t === "StoreFellBack")).toHaveLength(1)
+        expect(results.length).toBeGreaterThan(100)
+        expect(results.filter(Either.isLeft)).toEqual([])
+        // shared again: the restarted (empty) server counts this process's calls
+        const { Redis } = yield* Effect.promise(() => import("ioredis"))
+        const client = new Redis(own.url)
+        const counted = yield* Effect.promise(() => client.hvals(`{${prefix}}:rpm:x`))
+        yield* Effect.promise(() => client.quit())
+        expect(counted.reduce((sum, c) => sum + Number(c), 0)).toBeGreaterThan(0)
+      })),
+    30_000
+  )
 })

@@ -40,12 +40,17 @@ class LeaseImpl implements Lease {
     },
     readonly endpoint: Endpoint.Endpoint,
     readonly id: number,
-    readonly startedAt: number,
+    /** When the balancer reserved the slot (and counted it against the endpoint's windows). */
+    readonly reservedAt: number,
     readonly probeOf: EndpointState.Probe,
     /** Tokens counted against the endpoint's tokens-per-minute window when it was admitted. */
     readonly reservedTokens: number,
     readonly arm: string | undefined
-  ) {}
+  ) {
+    this.startedAt = reservedAt
+  }
+  /** When the call started: after the shared store's admission, when there is a store. */
+  startedAt: number
   get probe(): boolean {
     return this.probeOf !== undefined
   }
@@ -82,7 +87,7 @@ class LeaseImpl implements Lease {
     const t = ttftMs ?? this.ttftMs
     return u === undefined && r === undefined && t === undefined
       ? undefined
-      : { ttftMs: t, usage: u, rateLimit: r, reservedAt: this.startedAt, reservedTokens: this.reservedTokens }
+      : { ttftMs: t, usage: u, rateLimit: r, reservedAt: this.reservedAt, reservedTokens: this.reservedTokens }
   }
 }
 
@@ -448,10 +453,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Effect.either(Effect.uninterruptible(store!.admit({
           endpoint: lease.endpoint,
           tokens: lease.reservedTokens,
-          callId: `${instance}.${lease.id}.${lease.startedAt}`,
+          callId: `${instance}.${lease.id}.${lease.reservedAt}`,
           halfOpenProbes: policy.halfOpenProbes,
-          budget: budgetPeriodOf(lease.endpoint, lease.startedAt),
-          endpointBudget: endpointBudgetOf(lease.endpoint, lease.startedAt)
+          budget: budgetPeriodOf(lease.endpoint, lease.reservedAt),
+          endpointBudget: endpointBudgetOf(lease.endpoint, lease.reservedAt)
         }))),
         (answer): Effect.Effect<Lease, NoEndpointAvailable> => {
           if (Either.isLeft(answer)) return Effect.as(storeFailed(answer.left), lease)
@@ -459,6 +464,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           if (admission._tag === "Admitted") {
             lease.sharedAt = admission.at
             lease.sharedProbe = admission.probe
+            // the round trip to the store is not the endpoint's latency
+            lease.startedAt = clock.unsafeCurrentTimeMillis()
             return Effect.succeed(lease)
           }
           return Effect.zipRight(
@@ -472,7 +479,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
                 table,
                 lease.id,
                 lease.probeOf,
-                lease.startedAt,
+                lease.reservedAt,
                 lease.reservedTokens,
                 admission.reason,
                 now + wait
@@ -515,8 +522,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       const tokensDelta = usage !== undefined && endpoint.limits?.tpm !== undefined
         ? usage.inputTokens + usage.outputTokens - lease.reservedTokens
         : 0
-      const budget = spent > 0 ? budgetPeriodOf(endpoint, lease.startedAt) : undefined
-      const endpointBudget = spent > 0 ? endpointBudgetOf(endpoint, lease.startedAt) : undefined
+      const budget = spent > 0 ? budgetPeriodOf(endpoint, lease.reservedAt) : undefined
+      const endpointBudget = spent > 0 ? endpointBudgetOf(endpoint, lease.reservedAt) : undefined
       const cooldownMs = before !== undefined && after !== undefined && after.cooldownUntil > before.cooldownUntil
         ? after.cooldownUntil - now
         : 0
@@ -528,7 +535,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       }
       const probe = lease.sharedProbe
         ? {
-          callId: `${instance}.${lease.id}.${lease.startedAt}`,
+          callId: `${instance}.${lease.id}.${lease.reservedAt}`,
           outcome: end._tag === "Success"
             ? "success" as const
             : end._tag === "Failure"
