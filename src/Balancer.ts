@@ -28,6 +28,7 @@
 import type { Config, Duration, Queue, Scope, Stream } from "effect"
 import { Context, Effect, Layer } from "effect"
 import type * as Endpoint from "./Endpoint.js"
+import type * as EndpointState from "./EndpointState.js"
 import type { InvalidConfig, NoEndpointAvailable, UnknownEndpoint } from "./Errors.js"
 import type { Event } from "./Event.js"
 import type * as Health from "./Health.js"
@@ -153,6 +154,11 @@ export interface EndpointStats {
   readonly unhealthyUntil: number | null
   /** Epoch ms until which the endpoint rests after a 429. */
   readonly cooldownUntil: number | null
+  /**
+   * The shared `Store` turned the endpoint away (the cluster's limit, cooldown, open
+   * circuit or budget): why, and until when (epoch ms).
+   */
+  readonly shared: { readonly reason: EndpointState.SharedReason; readonly until: number } | null
   /** Calls that ended rate limited (also in `failures`). */
   readonly rateLimited: number
   /** The share of its normal traffic it takes now: below 1 during slow start. */

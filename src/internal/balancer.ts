@@ -1001,6 +1001,7 @@ export const statsOf = (e: EndpointState.EndpointState, now: number): EndpointSt
     recentLatencyMs: recentLatency === undefined ? null : round(recentLatency, 1),
     unhealthyUntil: e.circuit._tag === "Open" && now < e.circuit.until ? e.circuit.until : null,
     cooldownUntil: now < e.cooldownUntil ? e.cooldownUntil : null,
+    shared: now < e.sharedUntil ? { reason: e.sharedReason, until: e.sharedUntil } : null,
     rateLimited: e.rateLimited,
     trafficShare: round(EndpointState.trafficShare(e, now), 3),
     weight: e.endpoint.weight,
