@@ -91,7 +91,6 @@ export const make = (options: Options = {}): Effect.Effect<StoreService, RedisSt
           lazyConnect: true,
           enableOfflineQueue: false,
           maxRetriesPerRequest: 0,
-          commandTimeout: resolved.timeoutMs,
           connectTimeout: resolved.connectTimeoutMs,
           // reconnect soon and forever: the balancer serves locally meanwhile
           retryStrategy: (times: number) => Math.min(times * 50, 500)

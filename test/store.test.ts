@@ -128,6 +128,22 @@ describe.each(stores)("shared store contract: %s", (_, layer) => {
       expect(yield* ok(b)).toBe("x")
     })))
 
+  it.live("halfOpenProbes: 3 lets at most 3 probes in, from all balancers together", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const [a, b] = yield* twoBalancers(layer(), {
+        health: { maxFailures: 1, recoveryTimeout: "200 millis", halfOpenProbes: 3 },
+        endpoints: [endpoint("x", { priority: 0 }), endpoint("y", { priority: 1 })]
+      })
+      yield* tryCall(a, undefined, Outcome.failure(new Errors.Unavailable({ status: 503 })))
+      yield* Effect.sleep("250 millis")
+      // several calls reserved in the same millisecond each take their own probe slot
+      const leases = yield* Effect.all([a, a, a, b, b, b].map((x) => Effect.map(x.acquire(), (l) => [x, l] as const)), {
+        concurrency: "unbounded"
+      })
+      expect(leases.filter(([, l]) => l.endpoint.name === "x")).toHaveLength(3)
+      yield* Effect.forEach(leases, ([x, l]) => x.release(l, Outcome.success()), { discard: true })
+    })))
+
   it.live("a failed cluster probe reopens the circuit for all", () =>
     Effect.scoped(Effect.gen(function*() {
       const [a, b] = yield* twoBalancers(layer(), {

@@ -33,6 +33,8 @@ class LeaseImpl implements Lease {
   sharedAt: number | undefined = undefined
   /** The call is the cluster's probe of a half-open circuit. */
   sharedProbe = false
+  /** Names the call in the shared store (its probe's slot), unique across processes. */
+  callId = ""
   constructor(
     readonly owner: {
       readonly clock: Clock.Clock
@@ -344,6 +346,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const draw = random.fromSeed(yield* Random.nextInt)
     // names this balancer's calls in the shared store (a probe's slot), apart from other processes'
     const instance = `${Math.floor(draw() * 2 ** 48).toString(36)}${Math.floor(draw() * 2 ** 48).toString(36)}`
+    let calls = 0
     const start = clock.unsafeCurrentTimeMillis()
     // an endpoint's policy: the balancer's, its own overrides, and its planned open periods
     const policyOf = (endpoint: Endpoint.Endpoint) =>
@@ -453,7 +456,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Effect.either(Effect.uninterruptible(store!.admit({
           endpoint: lease.endpoint,
           tokens: lease.reservedTokens,
-          callId: `${instance}.${lease.id}.${lease.reservedAt}`,
+          callId: (lease.callId = `${instance}.${++calls}`),
           halfOpenProbes: policy.halfOpenProbes,
           budget: budgetPeriodOf(lease.endpoint, lease.reservedAt),
           endpointBudget: endpointBudgetOf(lease.endpoint, lease.reservedAt)
@@ -535,7 +538,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       }
       const probe = lease.sharedProbe
         ? {
-          callId: `${instance}.${lease.id}.${lease.reservedAt}`,
+          callId: lease.callId,
           outcome: end._tag === "Success"
             ? "success" as const
             : end._tag === "Failure"

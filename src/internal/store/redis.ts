@@ -56,16 +56,77 @@ export const resolve = (options: {
   }
 }
 
-/** Closes a client the store opened: politely, or at once when Redis does not answer. */
+/**
+ * Closes a client the store opened: `QUIT` (so commands already sent are answered), then
+ * the socket, with no reconnection, whether or not Redis answered; done when the
+ * connection has ended (so nothing of it holds the process).
+ */
 export const close = (client: Redis): Effect.Effect<void> =>
-  Effect.promise(() =>
-    client.status === "ready"
-      ? client.quit().then(() => undefined, () => client.disconnect())
-      : Promise.resolve(client.disconnect())
-  ).pipe(
-    Effect.timeout(Duration.seconds(1)),
-    Effect.catchAll(() => Effect.sync(() => client.disconnect()))
-  )
+  Effect.promise(async () => {
+    const ended = client.status === "end"
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => client.once("end", () => resolve()))
+    if (client.status === "ready") await orAfter(client.quit().catch(() => undefined), 1_000)
+    client.disconnect(false)
+    await orAfter(ended, 1_000)
+  })
+
+// the library is typed without a platform's globals: take the timers from the host
+const host = globalThis as unknown as {
+  readonly setTimeout: (f: () => void, ms: number) => unknown
+  readonly clearTimeout: (handle: unknown) => void
+  readonly setImmediate?: (f: () => void) => unknown
+}
+
+/** Waits for `promise`, or `ms` at most; no timer is left behind. */
+const orAfter = (promise: Promise<unknown>, ms: number): Promise<void> =>
+  new Promise<void>((resolve) => {
+    const timer = host.setTimeout(resolve, ms)
+    promise.then(() => {
+      host.clearTimeout(timer)
+      resolve()
+    })
+  })
+
+/**
+ * A command's promise, or `StoreUnavailable` after `ms`. A busy event loop runs timers
+ * before it reads sockets, so an answer that arrived in time may still sit unread when
+ * the timer fires: the timeout is declared only after the loop's next read (`setImmediate`
+ * runs after it), so a late loop is not taken for a slow Redis.
+ */
+export const within = <A>(ms: number, run: () => Promise<A>): Effect.Effect<A, StoreUnavailable> =>
+  Effect.async<A, StoreUnavailable>((resume) => {
+    let done = false
+    const timer = host.setTimeout(() => {
+      const declare = () => {
+        if (done) return
+        done = true
+        resume(Effect.fail(new StoreUnavailable({ store: "redis", reason: `no answer within ${ms} ms` })))
+      }
+      if (host.setImmediate !== undefined) host.setImmediate(declare)
+      else declare()
+    }, ms)
+    run().then(
+      (value) => {
+        if (done) return
+        done = true
+        host.clearTimeout(timer)
+        resume(Effect.succeed(value))
+      },
+      (error: unknown) => {
+        if (done) return
+        done = true
+        host.clearTimeout(timer)
+        resume(Effect.fail(
+          new StoreUnavailable({ store: "redis", reason: error instanceof Error ? error.message : String(error) })
+        ))
+      }
+    )
+    return Effect.sync(() => {
+      done = true
+      host.clearTimeout(timer)
+    })
+  })
 
 /** The keys of one endpoint and its periods; all carry the prefix as their hash tag. */
 const keysOf = (prefix: string, name: string, group: string | undefined) => {
@@ -108,16 +169,13 @@ export const make = (client: Redis, resolved: Resolved): Effect.Effect<StoreServ
 
     // EVALSHA, and EVAL when the server lost its script cache (a restart)
     const run = (sha: string, lua: string, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) =>
-      Effect.tryPromise({
-        try: () =>
-          client.evalsha(sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-            if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
-              return client.eval(lua, keys.length, ...keys, ...args)
-            }
-            throw error
-          }),
-        catch: unavailable
-      })
+      within(resolved.timeoutMs, () =>
+        client.evalsha(sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+          if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+            return client.eval(lua, keys.length, ...keys, ...args)
+          }
+          throw error
+        }))
 
     const { prefix } = resolved
     const msToEnd = (period: BudgetPeriod | undefined, now: number): string =>
@@ -195,7 +253,7 @@ export const make = (client: Redis, resolved: Resolved): Effect.Effect<StoreServ
       name: "redis",
       admit,
       settle,
-      ping: Effect.asVoid(Effect.tryPromise({ try: () => client.ping(), catch: unavailable }))
+      ping: Effect.asVoid(within(resolved.timeoutMs, () => client.ping()))
     }
     return service
   })
