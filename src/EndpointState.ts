@@ -808,7 +808,8 @@ const unreserve = (quota: Quota, at: number, tokens: number): Quota => ({
 
 /**
  * Manual recovery: releases a hold, ends a cooldown, closes the circuit and forgets
- * consecutive failures, the recent window and earlier openings. It takes full traffic at
+ * consecutive failures, the recent window, earlier openings and the provider's last word on
+ * its limits (a hint that says 0 left). It takes full traffic at
  * once (no slow start).
  *
  * @since 0.1.0
@@ -822,6 +823,10 @@ export const forceHealthy = (state: EndpointState): EndpointState => {
   next.openings = 0
   next.cooldownUntil = 0
   next.sharedUntil = 0
+  // what the provider last said is left is forgotten too (its own windows stay)
+  if (state.quota !== undefined) {
+    next.quota = { ...state.quota, providerRequests: undefined, providerTokens: undefined }
+  }
   next.recent = Health.emptyRecent(state.recent.at)
   return next
 }

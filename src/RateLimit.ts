@@ -77,9 +77,19 @@ export const parseRetryAfter = (text: string, now: number): number | undefined =
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
+/**
+ * The longest wait a header is believed for: a day (the longest limit providers reset,
+ * requests per day). A longer or endless one is a server's garbage, and would keep an
+ * endpoint out for good.
+ */
+const maxWaitMs = 86_400_000
+
+const believable = (ms: number | undefined): number | undefined =>
+  ms !== undefined && Number.isFinite(ms) && ms >= 0 ? Math.min(ms, maxWaitMs) : undefined
+
 /** A reset header: a Go duration (OpenAI), or seconds or a date (Anthropic's RFC 3339 times). */
 const resetOf = (value: string, now: number): number | undefined =>
-  parseGoDuration(value) ?? parseRetryAfter(value, now)
+  believable(parseGoDuration(value) ?? parseRetryAfter(value, now))
 
 const limits = [
   ["x-ratelimit-reset-requests", "x-ratelimit-remaining-requests"],
@@ -100,9 +110,11 @@ const limits = [
 export const retryAfter = (headers: Headers, now: number): Duration.Duration | undefined => {
   const h = lower(headers)
   const ms = h.get("retry-after-ms")
-  if (ms !== undefined && /^\d+(\.\d+)?$/.test(ms.trim())) return Duration.millis(Number(ms.trim()))
+  // past a day, still a long wait (the balancer takes it for an outage), but finite
+  const millis = ms !== undefined && /^\d+(\.\d+)?$/.test(ms.trim()) ? believable(Number(ms.trim())) : undefined
+  if (millis !== undefined) return Duration.millis(millis)
   const after = h.get("retry-after")
-  const parsed = after === undefined ? undefined : parseRetryAfter(after, now)
+  const parsed = after === undefined ? undefined : believable(parseRetryAfter(after, now))
   if (parsed !== undefined) return Duration.millis(parsed)
   let exhausted: number | undefined
   let any: number | undefined

@@ -16,6 +16,7 @@ import * as random from "./random.js"
 import * as schemas from "./schemas.js"
 import * as SlidingWindow from "./slidingWindow.js"
 import * as Table from "./table.js"
+import * as Tokens from "./usage.js"
 import { Waiters } from "./waiters.js"
 
 class LeaseImpl implements Lease {
@@ -84,7 +85,8 @@ class LeaseImpl implements Lease {
     rateLimit: RateLimit.Remaining | undefined,
     ttftMs: number | undefined
   ): EndpointState.Measured | undefined {
-    const u = usage ?? this.usage
+    // a usage that is not believable (negative, infinite, absurd) is no usage
+    const u = Tokens.believable(usage ?? this.usage)
     const r = rateLimit ?? this.rateLimit
     const t = ttftMs ?? this.ttftMs
     return u === undefined && r === undefined && t === undefined

@@ -46,6 +46,7 @@ import type { Endpoint } from "../Endpoint.js"
 import * as Errors from "../Errors.js"
 import * as httpErrors from "../internal/httpErrors.js"
 import * as Sse from "../internal/sse.js"
+import * as Tokens from "../internal/usage.js"
 import type { Usage } from "../Outcome.js"
 import * as RateLimit from "../RateLimit.js"
 import * as Chat from "./Chat.js"
@@ -354,8 +355,8 @@ const streamDecoder = (endpoint: Endpoint) => {
     switch (event.event) {
       case "message_start":
         return Either.map(read(event, decodeMessageStart(event.data)), ({ message }) => {
-          inputTokens = message.usage?.input_tokens ?? inputTokens
-          outputTokens = message.usage?.output_tokens ?? outputTokens
+          inputTokens = Tokens.tokenCount(message.usage?.input_tokens) ?? inputTokens
+          outputTokens = Tokens.tokenCount(message.usage?.output_tokens) ?? outputTokens
           return []
         })
       case "content_block_start":
@@ -375,8 +376,8 @@ const streamDecoder = (endpoint: Endpoint) => {
       case "message_delta":
         return Either.map(read(event, decodeMessageDelta(event.data)), ({ delta, usage }) => {
           if (delta?.stop_reason !== undefined && delta.stop_reason !== null) stopReason = delta.stop_reason
-          inputTokens = usage?.input_tokens ?? inputTokens
-          outputTokens = usage?.output_tokens ?? outputTokens
+          inputTokens = Tokens.tokenCount(usage?.input_tokens) ?? inputTokens
+          outputTokens = Tokens.tokenCount(usage?.output_tokens) ?? outputTokens
           return []
         })
       case "message_stop": {
@@ -387,7 +388,10 @@ const streamDecoder = (endpoint: Endpoint) => {
       }
       case "error": {
         const body = Either.getOrUndefined(decodeErrorBody(event.data))
-        const status = body === undefined ? 500 : statusOfType[body.error.type] ?? 500
+        // an own property only: a type named "constructor" is no status
+        const status = body !== undefined && Object.hasOwn(statusOfType, body.error.type)
+          ? statusOfType[body.error.type]
+          : 500
         return Either.left(fromError(endpoint, status, {}, body, `an error event: ${event.data}`, now))
       }
       default:
@@ -505,9 +509,7 @@ export const make = (options?: Options): Effect.Effect<Provider, never, HttpClie
         return {
           text: content.flatMap((block) => block.type === "text" && "text" in block ? [block.text] : []).join(""),
           finishReason: finishReason(stop_reason),
-          usage: usage === undefined
-            ? undefined
-            : { inputTokens: usage.input_tokens, outputTokens: usage.output_tokens },
+          usage: usage === undefined ? undefined : Tokens.usageOf(usage.input_tokens, usage.output_tokens),
           toolCalls: toolCalls.length === 0 ? undefined : toolCalls,
           rateLimit: RateLimit.remaining(response.headers, now)
         } satisfies Chat.Completion

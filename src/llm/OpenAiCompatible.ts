@@ -45,6 +45,7 @@ import type { Endpoint } from "../Endpoint.js"
 import * as Errors from "../Errors.js"
 import * as httpErrors from "../internal/httpErrors.js"
 import * as Sse from "../internal/sse.js"
+import * as Tokens from "../internal/usage.js"
 import type { Usage } from "../Outcome.js"
 import * as RateLimit from "../RateLimit.js"
 import * as Chat from "./Chat.js"
@@ -155,8 +156,9 @@ export const finishReason = (reason: string | null | undefined): Chat.FinishReas
   }
 }
 
+// counts that are not believable (negative, infinite, absurd) are dropped, the answer kept
 const usageOf = (usage: typeof WireUsage.Type | null | undefined): Usage | undefined =>
-  usage == null ? undefined : { inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens }
+  usage == null ? undefined : Tokens.usageOf(usage.prompt_tokens, usage.completion_tokens)
 
 // --- the request ---------------------------------------------------------------------
 
@@ -275,12 +277,16 @@ const isContentFilter = (e: WireError): boolean =>
  * `error` object inside a stream), the body's own reading first, then the status.
  */
 const fromWireError = (
-  endpoint: string,
+  at: Endpoint,
   status: number | undefined,
   headers: RateLimit.Headers,
-  text: string,
+  body: string,
   now: number
 ): Errors.ProviderError => {
+  const endpoint = at.name
+  // the key out first: clipped afterwards, a key across the cut would escape whole-key search
+  const key = at.apiKey === undefined ? undefined : Redacted.value(at.apiKey)
+  const text = key === undefined || key === "" ? body : body.split(key).join("<redacted>")
   const parsed = parseJson(text)
   const e = Either.isRight(parsed) ? wireError(parsed.right) : undefined
   const detail = e === undefined ? text.trim() : describeWireError(e)
@@ -365,7 +371,7 @@ export const fromClient = (client: HttpClient.HttpClient, options: Options = {})
       (text) =>
         Effect.flatMap(
           Clock.currentTimeMillis,
-          (now) => Effect.fail(fromWireError(endpoint.name, response.status, response.headers, text, now))
+          (now) => Effect.fail(fromWireError(endpoint, response.status, response.headers, text, now))
         )
     )
 
@@ -387,7 +393,7 @@ export const fromClient = (client: HttpClient.HttpClient, options: Options = {})
       if (Either.isLeft(json)) return yield* Effect.fail(malformed(`the answer is not JSON (${json.left})`))
       // some servers answer an error with a 200
       if (asRecord(json.right)?.error !== undefined && asRecord(json.right)?.choices === undefined) {
-        return yield* Effect.fail(fromWireError(endpoint.name, undefined, response.headers, text, now))
+        return yield* Effect.fail(fromWireError(endpoint, undefined, response.headers, text, now))
       }
       const decoded = decodeCompletion(json.right)
       if (Either.isLeft(decoded)) {
@@ -474,7 +480,7 @@ const partsOf = (
       if (event.event === "error" || (Either.isRight(json) && asRecord(json.right)?.error !== undefined)) {
         return Effect.flatMap(
           Clock.currentTimeMillis,
-          (now) => Effect.fail(fromWireError(endpoint.name, undefined, response.headers, event.data, now))
+          (now) => Effect.fail(fromWireError(endpoint, undefined, response.headers, event.data, now))
         )
       }
       if (Either.isLeft(json)) return Effect.fail(malformed(`a stream event is not JSON (${json.left})`))
