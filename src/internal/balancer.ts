@@ -621,10 +621,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         }\u0001${request.group ?? ""}\u0001${request.inputTokens + request.outputTokens}`
         const loop: Effect.Effect<Lease, NoEndpointAvailable> = attempt(request, (result, now) => {
           if (now >= deadline) return refused(result)
-          // registered in this same synchronous step, so no release can slip in between
+          // registered in this same synchronous step, so no release can slip in between; the
+          // wait is rounded up to a whole ms, so that on a clock at a fraction of a ms it never
+          // ends a hair before `wakeAt` and spins on zero-length sleeps
           const seen = freed
           const wakeAt = result.retryAt !== undefined && result.retryAt < deadline ? result.retryAt : deadline
-          const waiting = waiters.wait(key, () => freed !== seen, Duration.millis(Math.max(0, wakeAt - now)))
+          const waiting = waiters.wait(key, () => freed !== seen, Duration.millis(Math.ceil(Math.max(0, wakeAt - now))))
           return Effect.zipRight(restore(waiting), Effect.suspend(() => loop))
         })
         return loop

@@ -196,7 +196,9 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       policy?: Policy
     ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
       Effect.gen(function*() {
-        const p: Policy = policy === undefined ? defaults : { ...defaults, ...policy }
+        const p: Policy = policy === undefined
+          ? defaults
+          : { ...defaults, ...policy, hints: mergeHints(defaults.hints, policy.hints) }
         // the defaults were checked when the router was made
         const problems = policy === undefined ? noProblems : policyProblems(p)
         if (problems.length > 0) {
@@ -463,3 +465,18 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
 
     return { execute }
   })
+
+/**
+ * A call's hints over the defaults', key by key: a key the call leaves out (or
+ * `undefined`) keeps the default, so `Llm.complete`, which always passes its token
+ * estimates, keeps a router's default `wait`, `tags` or `exclude`.
+ */
+const mergeHints = (defaults: Hints | undefined, call: Hints | undefined): Hints | undefined => {
+  if (call === undefined) return defaults
+  if (defaults === undefined) return call
+  const merged: Record<string, unknown> = { ...defaults }
+  for (const [key, value] of Object.entries(call)) {
+    if (value !== undefined) merged[key] = value
+  }
+  return merged as Hints
+}
