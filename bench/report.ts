@@ -20,6 +20,8 @@ import type { runHttp } from "./http.js"
 import type { OverheadResult } from "./overhead.js"
 import type { SelectionResult } from "./selection.js"
 import type { ScenarioResult } from "./simulation.js"
+import type { LatencyCase, StoreResult } from "./store.js"
+import type { StoreHealth } from "./storeWorker.js"
 
 // --- targets -------------------------------------------------------------------------------
 
@@ -41,6 +43,8 @@ export const BROWNOUT_SHARE_STRETCH = 0.0125
  * other tenants skew the figures. Set it to false when committing results from a dedicated machine.
  */
 export const MEASURED_ON_SHARED_VM = true
+/** The Redis store may add at most this many ms to the p99 of an acquire + release on loopback. */
+export const STORE_ADDED_P99_TARGET_MS = 0.5
 
 // --- the files -----------------------------------------------------------------------------
 
@@ -62,6 +66,7 @@ export interface Results {
   readonly http?: Stamped & { readonly http: HttpResult }
   readonly cockatiel?: Stamped & { readonly comparison: CockatielResult }
   readonly simulation?: Stamped & { readonly results: ReadonlyArray<ScenarioResult> }
+  readonly store?: Stamped & { readonly store: StoreResult }
 }
 
 /** The file behind each part of `Results`, in bench/results/. */
@@ -70,7 +75,8 @@ export const resultFiles = {
   selection: "selection-cost.json",
   http: "http-overhead.json",
   cockatiel: "cockatiel-comparison.json",
-  simulation: "simulation.json"
+  simulation: "simulation.json",
+  store: "store.json"
 } as const satisfies Record<keyof Results, string>
 
 const resultsDir = new URL("./results/", import.meta.url)
@@ -514,6 +520,159 @@ const httpSection = (file: Results["http"], cockatiel: Results["cockatiel"]): Ar
   return out
 }
 
+const us = (n: number) => (Math.abs(n) >= 1000 ? `${(n / 1000).toFixed(2)} ms` : `${n.toFixed(1)} µs`)
+
+/** "0" when the balancer never fell back from its store, else how often and why. */
+const fellBack = (h: StoreHealth | null) =>
+  h === null ? "-" : h.fallbacks === 0 ? "0" : `**${int(h.fallbacks)}** (${h.reasons.join("; ")})`
+
+const storeSection = (file: Results["store"]): Array<string> => {
+  const out = ["## Shared store (Redis)", ""]
+  if (file === undefined) {
+    return [...out, missing("store", "run `npx tsx --tsconfig tsconfig.examples.json bench/store.ts`"), ""]
+  }
+  const s = file.store
+  const l = s.latency
+  const target = STORE_ADDED_P99_TARGET_MS
+  const redis = l.cases.find((c) => c.store === "redis" && c.rpm !== null)
+  const none = l.cases.find((c) => c.store === "none" && c.rpm !== null)
+  const addedP99Ms = l.added.rpm.p99Us / 1000
+  const ok = addedP99Ms <= target
+  out.push(
+    "What a shared `Store` adds to a call: one balancer over one endpoint with an rpm limit of " +
+      `${int(redis?.rpm ?? 0)} (so the admission script checks and counts a window; and the same with no ` +
+      "limits), sequential " +
+      "acquire + release pairs released with `Outcome.success()` (nothing to share, so no settle round trip), " +
+      `each pair timed on its own. Redis ${s.redisVersion} runs on 127.0.0.1 in its own process; the store has ` +
+      "its default timeout (50 ms). " +
+      `${int(l.ops)} pairs per configuration after ${int(l.warmupOps)} of warm-up, interleaved in ${l.rounds} ` +
+      "rounds; an ioredis `PING` on its own connection, in the same rounds, is the floor of one round trip.",
+    "",
+    mdTable(
+      ["configuration", "p50", "p90", "p99", "p99.9", "mean", "store fallbacks"],
+      l.cases.map((c) => [
+        c.name,
+        us(c.p50Us),
+        us(c.p90Us),
+        us(c.p99Us),
+        us(c.p999Us),
+        us(c.meanUs),
+        fellBack(c.health)
+      ])
+    ),
+    "",
+    mdTable(
+      ["added by the Redis store (over no store)", "p50", "p99", "p99.9", "mean"],
+      ([["rpm limit", l.added.rpm], ["no limits", l.added.noLimits]] as const).map(([name, a]) => [
+        name,
+        us(a.p50Us),
+        us(a.p99Us),
+        us(a.p999Us),
+        us(a.meanUs)
+      ])
+    ),
+    ""
+  )
+  const spread = (c: LatencyCase | undefined) => {
+    const p99s = c?.rounds.map((r) => r.p99Us) ?? []
+    return p99s.length === 0 ? "" : `${us(Math.min(...p99s))} to ${us(Math.max(...p99s))}`
+  }
+  const load = file.machine.loadAverage
+  const loadAtEnd = s.loadAverageAtEnd ?? []
+  // other work measured during the latency run, when the file has it; else the load averages
+  const busy = l.otherCores === undefined
+    ? [load[0], loadAtEnd[0]].some((one) => one !== undefined && one >= file.machine.cores)
+    : l.otherCores >= 0.5
+  const fellBackInLatency = l.cases.some((c) => c.health !== null && c.health.fallbacks > 0)
+  out.push(
+    `- Added p99 with the rpm limit, target ≤ ${target} ms: **${ms(addedP99Ms, 3)}**, ${met(ok)} (added p50 ` +
+      `${ms(l.added.rpm.p50Us / 1000, 3)}).` +
+      (fellBackInLatency
+        ? " With a fallback during the run, a call waited out the 50 ms timeout and the calls after it were " +
+          "served from local state until the store answered again (so EVALSHA per pair is under 1)."
+        : ""),
+    `- The p99 of single rounds of ${int(l.ops / l.rounds)} pairs ranges over ${spread(redis)} with the Redis ` +
+      `store and ${spread(none)} with none. The load average was ${load.join(", ")} (1, 5, 15 minutes) on ` +
+      `${file.machine.cores} cores when the run started` +
+      (loadAtEnd.length === 0 ? "" : ` and ${loadAtEnd.join(", ")} when it ended`) +
+      (l.otherCores === undefined
+        ? ""
+        : `; work other than the bench and Redis kept ${num(l.otherCores)} of the cores busy on average during ` +
+          "the latency run") +
+      (busy ? ", so other work competed for the CPU, and the tails show it." : "."),
+    `- EVALSHA calls per Redis pair: ${num(l.evalshaPerPair)} (one admission script per acquire; a release ` +
+      "with nothing to share sends nothing).",
+    ""
+  )
+  const t = s.throughput
+  const busiest = Math.max(0, ...[...t.oneProcess, ...t.multiProcess].map((r) => r.otherCores ?? 0))
+  const rows = [
+    ...t.oneProcess.map((c) => [
+      `1 process, ${c.name}`,
+      int(c.opsPerSecond),
+      "-",
+      c.evalshaPerPair === null ? "-" : num(c.evalshaPerPair),
+      fellBack(c.health),
+      c.otherCores === undefined ? "" : num(c.otherCores)
+    ]),
+    ...t.multiProcess.map((m) => [
+      m.name,
+      int(m.totalOpsPerSecond),
+      m.processes.map((p) => int(p.opsPerSecond)).join(" / "),
+      m.evalshaPerPair === null ? "-" : num(m.evalshaPerPair),
+      m.store === "none" ? "-" : fellBack(totalHealth(m.processes.map((p) => p.store))),
+      m.otherCores === undefined ? "" : num(m.otherCores)
+    ])
+  ]
+  out.push(
+    `Throughput: a closed loop of ${t.concurrency} fibers per process doing acquire + release for ` +
+      `${num(t.durationMs / 1000)} s after ${int(t.warmupMs)} ms of warm-up, with the rpm limit. The ` +
+      `${t.multiProcess[0]?.processes.length ?? "several"} processes (\`bench/storeWorker.ts\`) share one Redis and ` +
+      "one prefix, and start at the same instant once all are warm. The Redis store's timeout is raised to " +
+      `${int(t.storeTimeoutMs)} ms here: closed loops on every core starve Redis of CPU, and with the default ` +
+      "50 ms a process falls back to its local state (serving every call without Redis, as it should), after " +
+      "which its figure is no longer the store's. The fallbacks column counts the times it happened anyway.",
+    "",
+    mdTable(["run", "pairs/s", "per process", "EVALSHA per pair", "store fallbacks", "other work (cores)"], rows),
+    "",
+    `"Other work" is the cores that processes other than the bench's and Redis kept busy, on average, ` +
+      "during the run." +
+      (busiest >= 0.5
+        ? " Each round trip waits for Redis and then the process to get a core, so work that competes for the " +
+          "CPU slows the Redis runs far more than the no-store ones."
+        : ""),
+    ""
+  )
+  const shared = t.multiProcess.find((m) => m.store === "redis")
+  if (shared !== undefined) {
+    const w = shared.sharedWindow
+    const n = shared.processes.length
+    out.push(
+      `- The machine has ${s.cores} cores, shared by Redis and every process of the bench` +
+        (shared.redisCpu === null ? "" : ` (Redis used ${num(shared.redisCpu)} CPU seconds per second in the ` +
+          `${n}-process run)`) +
+        `, so ${n} processes measure contention for the CPU as much as Redis; the same ${n} with no store show ` +
+        "what the cores give without it."
+    )
+    if (w !== null) {
+      out.push(
+        `- Shared: the rpm window in Redis counted ${int(w.counted)} admissions over the ${n}-process run, for ` +
+          `${int(w.pairs)} pairs completed` +
+          (w.counted >= w.pairs ? "." : " (the rest were served from local state after a fallback).")
+      )
+    }
+    out.push("")
+  }
+  return out
+}
+
+/** Every process's store health, added up. */
+const totalHealth = (all: ReadonlyArray<StoreHealth>): StoreHealth => ({
+  fallbacks: all.reduce((n, h) => n + h.fallbacks, 0),
+  resumed: all.reduce((n, h) => n + h.resumed, 0),
+  reasons: [...new Set(all.flatMap((h) => h.reasons))].slice(0, 3)
+})
+
 const cockatielSection = (file: Results["cockatiel"]): Array<string> => {
   const out = ["## Peer comparison: cockatiel", ""]
   if (file === undefined) {
@@ -585,6 +744,13 @@ const benches: ReadonlyArray<
     what: () =>
       "chat calls to a loopback OpenAI-compatible server through `Llm.complete` and directly, closed loop and " +
       "open loop"
+  },
+  {
+    key: "store",
+    bench: "shared store",
+    what: () =>
+      "acquire + release with the Redis store on loopback beside no store and `Store.memory`: latency " +
+      "quantiles, and throughput from one process and from four"
   },
   {
     key: "cockatiel",
@@ -664,8 +830,8 @@ const intro = (results: Results): Array<string> => {
     ),
     "",
     "Files with different start times come from different runs. To reproduce: `npm run bench` runs them all; " +
-      "`npx tsx --tsconfig tsconfig.examples.json bench/simulation.ts` or `bench/cockatiel.ts` runs one alone " +
-      "(the simulation rebuilds this page too); `npx tsx --tsconfig tsconfig.examples.json bench/report.ts` " +
+      "`npx tsx --tsconfig tsconfig.examples.json bench/simulation.ts`, `bench/store.ts` or `bench/cockatiel.ts` " +
+      "runs one alone (the simulation and the store bench rebuild this page too); `npx tsx --tsconfig tsconfig.examples.json bench/report.ts` " +
       "rebuilds this page from the files in `bench/results/` without running anything.",
     ""
   )
@@ -701,6 +867,7 @@ export const benchmarksMarkdown = (results: Results): string =>
     ...overheadSection(results.overhead),
     ...selectionSection(results.selection),
     ...httpSection(results.http, results.cockatiel),
+    ...storeSection(results.store),
     ...cockatielSection(results.cockatiel)
   ]
     .join("\n")

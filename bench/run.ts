@@ -8,14 +8,17 @@
  *    directly with the provider, at 64 and 256 calls in flight.
  * 4. Peer comparison: cockatiel retry + circuit breaker against `Router.execute` around a
  *    no-op, per call, with `await noop()` and `Effect.runPromise` baselines.
- * 5. Routing quality: every built-in `Simulation` scenario against our default
+ * 5. Shared store: acquire + release with the Redis store (a redis-server on 127.0.0.1)
+ *    beside no store and `Store.memory`: per-pair latency quantiles, and throughput from
+ *    one process and from four (bench/store.ts).
+ * 6. Routing quality: every built-in `Simulation` scenario against our default
  *    configuration, the baselines and the oracle (`bench/results/simulation.json`,
  *    `bench/results/simulation.md`).
  *
  * Prints tables, writes `bench/results/balancer-overhead.json`,
- * `bench/results/selection-cost.json`, `bench/results/http-overhead.json` and
- * `bench/results/cockatiel-comparison.json`, and at the end rebuilds docs/benchmarks.md
- * from every file in bench/results/ (bench/report.ts).
+ * `bench/results/selection-cost.json`, `bench/results/http-overhead.json`,
+ * `bench/results/cockatiel-comparison.json` and `bench/results/store.json`, and at the end
+ * rebuilds docs/benchmarks.md from every file in bench/results/ (bench/report.ts).
  */
 import { Effect } from "effect"
 import { Strategy } from "effect-llm-balancer"
@@ -27,6 +30,7 @@ import { runOverhead } from "./overhead.js"
 import { writeReport } from "./report.js"
 import { classify, runSelection } from "./selection.js"
 import { runSimulation, writeSimulation } from "./simulation.js"
+import { defaultStoreOptions, describeStore, runStore, storeTiming } from "./store.js"
 
 const resultsDir = new URL("./results/", import.meta.url)
 
@@ -189,6 +193,10 @@ const program = Effect.gen(function*() {
   const comparison = yield* runCockatiel(defaultCockatielOptions)
   console.log(`\n${describeCockatiel(comparison)}`)
 
+  // 5. the shared store: Redis against no store and Store.memory
+  const store = yield* runStore(defaultStoreOptions)
+  console.log(`\n${describeStore(store)}`)
+
   const finishedIn = Number(process.hrtime.bigint() - startedAt) / 1e9
   const files = [
     write("balancer-overhead.json", {
@@ -214,17 +222,23 @@ const program = Effect.gen(function*() {
       machine: facts,
       timing: cockatielTiming,
       comparison
+    }),
+    write("store.json", {
+      date,
+      machine: facts,
+      timing: storeTiming,
+      store
     })
   ]
   console.log(`\nFinished in ${finishedIn.toFixed(1)} s; wrote\n  ${files.join("\n  ")}`)
 
-  // 5. routing quality: every built-in scenario against every router
+  // 6. routing quality: every built-in scenario against every router
   console.log("\nRouting quality: the built-in scenarios, full length, seed 1")
   const simulation = yield* runSimulation(1)
   writeSimulation(simulation, date)
   console.log("wrote bench/results/simulation.json and bench/results/simulation.md")
 
-  // 6. docs/benchmarks.md, from the files just written
+  // 7. docs/benchmarks.md, from the files just written
   console.log(`wrote ${writeReport()}`)
 })
 
