@@ -76,6 +76,9 @@ const onBuiltIn = (file: Record<string, unknown>, name: string): unknown => {
         `give your endpoints "limits" / "cost" (and "simulate.limits") and a "budget" instead`
     )
   }
+  if (file.name !== undefined && typeof file.name !== "string") {
+    throw new UsageError(`"name" must be a string`)
+  }
   const builtIn = Simulation.builtIns[name as keyof typeof Simulation.builtIns].scenario(1)
   const theirs = Array.isArray(file.endpoints) ? file.endpoints as Array<{ name?: unknown }> : []
   const rename = new Map(builtIn.endpoints.map((e, i) => [e.name, theirs[i]?.name] as const))
@@ -92,7 +95,7 @@ const onBuiltIn = (file: Record<string, unknown>, name: string): unknown => {
   })
   return {
     ...file,
-    name: `${builtIn.name} on ${String(file.name ?? "your fleet")}`,
+    name: `${builtIn.name} on ${file.name ?? "your fleet"}`,
     traffic: builtIn.traffic,
     faults,
     ...(builtIn.routing !== undefined ? { routing: builtIn.routing } : {})

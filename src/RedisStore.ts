@@ -85,17 +85,23 @@ export const make = (options: Options = {}): Effect.Effect<StoreService, RedisSt
       catch: (error) => new RedisStoreError({ reason: error instanceof Error ? error.message : String(error) })
     })
     const client = options.client ?? (yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new Redis(resolved.url, {
-          ...options.redis,
-          lazyConnect: true,
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 0,
-          connectTimeout: resolved.connectTimeoutMs,
-          // reconnect soon and forever: the balancer serves locally meanwhile
-          retryStrategy: (times: number) => Math.min(times * 50, 500)
-        })
-      ),
+      Effect.try({
+        try: () =>
+          new Redis(resolved.url, {
+            ...options.redis,
+            lazyConnect: true,
+            enableOfflineQueue: false,
+            maxRetriesPerRequest: 0,
+            connectTimeout: resolved.connectTimeoutMs,
+            // reconnect soon and forever: the balancer serves locally meanwhile
+            retryStrategy: (times: number) => Math.min(times * 50, 500)
+          }),
+        // ioredis refuses some settings in its constructor (sentinels without a name, say)
+        catch: (error) =>
+          new RedisStoreError({
+            reason: `bad redis options: ${error instanceof Error ? error.message : String(error)}`
+          })
+      }),
       (client) => internal.close(client)
     ))
     if (options.client === undefined) {

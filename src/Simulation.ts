@@ -221,8 +221,10 @@ export const compare = (
 ): Effect.Effect<ReadonlyArray<Report>, InvalidConfig> =>
   Effect.flatMap(decoded(scenario), (s) => Effect.forEach(contenders, (c) => internal.run(s, c, options)))
 
-const isDecoded = (input: ScenarioInput | Scenario): input is Scenario =>
-  input.endpoints.length > 0 && "model" in input.endpoints[0] && "endpoint" in input.endpoints[0]
+const isDecoded = (input: ScenarioInput | Scenario): input is Scenario => {
+  const first: unknown = input.endpoints[0]
+  return typeof first === "object" && first !== null && "model" in first && "endpoint" in first
+}
 
 const decoded = (input: ScenarioInput | Scenario): Effect.Effect<Scenario, InvalidConfig> =>
   Effect.suspend(() =>

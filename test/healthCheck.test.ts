@@ -319,13 +319,24 @@ describe("healthCheck: options", () => {
   const make = (healthCheck: unknown) =>
     Effect.flip(Balancer.make({ endpoints: [endpoint("a")], healthCheck: healthCheck as Balancer.HealthCheck }))
 
-  it.scoped("a check that is not a function is an InvalidConfig at healthCheck.check", () =>
+  it.scoped("a check that is not a function is an InvalidConfig at healthCheck.check, a missing one says so", () =>
     Effect.gen(function*() {
-      for (const bad of [{ check: "GET /models" }, {}, null, "GET /models", 5]) {
+      const wrong = yield* make({ check: "GET /models" })
+      expect(wrong).toBeInstanceOf(Errors.InvalidConfig)
+      expect(wrong.issues).toEqual([
+        { path: "healthCheck.check", message: "must be a function from an endpoint to an effect" }
+      ])
+      expect((yield* make({})).issues).toEqual([
+        { path: "healthCheck.check", message: "is missing: a function from an endpoint to an effect" }
+      ])
+    }))
+
+  it.scoped("healthCheck that is not an object is an InvalidConfig at healthCheck", () =>
+    Effect.gen(function*() {
+      for (const bad of [null, "GET /models", 5]) {
         const error = yield* make(bad)
-        expect(error).toBeInstanceOf(Errors.InvalidConfig)
         expect(error.issues).toEqual([
-          { path: "healthCheck.check", message: "must be a function from an endpoint to an effect" }
+          { path: "healthCheck", message: "must be an object with a check function (and interval, timeout)" }
         ])
       }
     }))

@@ -131,7 +131,12 @@ export const resolveOptions = (options: Options, prefix = ""): Either.Either<Res
     }
   }
   const endpoints: Array<Endpoint.Endpoint> = []
-  const inputs = Array.from(options.endpoints ?? [])
+  const given: unknown = options.endpoints
+  // an array only: a string, a number or { length: 2 ** 32 } is not a list of endpoints
+  if (given !== undefined && !Array.isArray(given)) {
+    issues.push({ path: at("endpoints"), message: "must be an array of endpoints" })
+  }
+  const inputs: ReadonlyArray<Endpoint.Input> = Array.isArray(given) ? given : []
   inputs.forEach((input, i) => {
     const decoded = Endpoint.decodeEither(input)
     if (Either.isLeft(decoded)) {
@@ -204,8 +209,17 @@ const resolveHealthCheck = (
   issues: Array<ConfigIssue>
 ): ResolvedHealthCheck | undefined => {
   if (input === undefined) return undefined
-  if (typeof input !== "object" || input === null || typeof input.check !== "function") {
-    issues.push({ path: prefixed(path, "check"), message: "must be a function from an endpoint to an effect" })
+  if (typeof input !== "object" || input === null) {
+    issues.push({ path, message: "must be an object with a check function (and interval, timeout)" })
+    return undefined
+  }
+  if (typeof input.check !== "function") {
+    issues.push({
+      path: prefixed(path, "check"),
+      message: input.check === undefined
+        ? "is missing: a function from an endpoint to an effect"
+        : "must be a function from an endpoint to an effect"
+    })
     return undefined
   }
   const duration = (name: "interval" | "timeout", fallback: number) => {

@@ -56,11 +56,12 @@ const endpoint = Config.map(
 
 export const options: Config.Config<Options> = Config.map(
   Config.all({
-    // A missing or empty list reads as one endpoint with no fields: drop such records, and
-    // let the check below say that no endpoint is configured.
+    // A missing or empty list reads as one endpoint with no fields: drop it, and let the
+    // check below say that no endpoint is configured. An empty record among others stays,
+    // so every issue keeps its endpoint's index.
     endpoints: Config.map(
       Config.array(endpoint, "endpoints"),
-      (list) => list.filter((e) => Object.keys(e).length > 0)
+      (list) => list.every((e) => Object.keys(e).length === 0) ? [] : list
     ),
     strategy: opt(Config.string("strategy")),
     panic: opt(Config.boolean("panic")),

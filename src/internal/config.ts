@@ -23,7 +23,20 @@ export const decodeAll = <A, I>(
   schema: Schema.Schema<A, I, never>,
   input: unknown,
   prefix: ReadonlyArray<PropertyKey> = []
-): Either.Either<A, InvalidConfig> =>
-  Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(input).pipe(
-    Either.mapLeft((error) => new InvalidConfig({ issues: issuesOf(error, prefix) }))
-  )
+): Either.Either<A, InvalidConfig> => {
+  try {
+    return Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(input).pipe(
+      Either.mapLeft((error) => new InvalidConfig({ issues: issuesOf(error, prefix) }))
+    )
+  } catch (error) {
+    // Schema's own messages call String() on the input, which throws for objects such as
+    // { toString: 0 }: the input is still bad, not a defect
+    return Either.left(
+      new InvalidConfig({
+        issues: [{ path: prefix.map(String).join("."), message: `could not be read: ${errorText(error)}` }]
+      })
+    )
+  }
+}
+
+const errorText = (error: unknown): string => error instanceof Error ? error.message : "an unreadable value"

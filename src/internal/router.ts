@@ -110,6 +110,17 @@ const countProblem = (name: string, n: unknown, min: number): string | undefined
 
 /** What is wrong with a call's policy, if anything: every bad field, in one message. */
 export const policyProblems = (p: Policy): ReadonlyArray<string> => {
+  // policies come typed, but not always (JSON, JavaScript)
+  if (typeof p !== "object" || p === null) return [`must be an object, got ${schemas.show(p)}`]
+  if (p.tiers !== undefined && (typeof p.tiers !== "object" || p.tiers === null)) {
+    return [`tiers must be an object from priority to limits, got ${schemas.show(p.tiers)}`]
+  }
+  if (p.hedge !== undefined && (typeof p.hedge !== "object" || p.hedge === null)) {
+    return [`hedge must be an object, got ${schemas.show(p.hedge)}`]
+  }
+  if (p.hints !== undefined && (typeof p.hints !== "object" || p.hints === null)) {
+    return [`hints must be an object, got ${schemas.show(p.hints)}`]
+  }
   const problems = [
     countProblem("maxAttempts", p.maxAttempts, 1),
     durationProblem("timeout", p.timeout),
@@ -121,6 +132,10 @@ export const policyProblems = (p: Policy): ReadonlyArray<string> => {
     durationProblem("hints.wait", p.hints?.wait)
   ]
   for (const [tier, limits] of Object.entries(p.tiers ?? {})) {
+    if (typeof limits !== "object" || limits === null) {
+      problems.push(`tiers[${tier}] must be an object of limits, got ${schemas.show(limits)}`)
+      continue
+    }
     problems.push(
       countProblem(`tiers[${tier}].maxAttempts`, limits.maxAttempts, 0),
       durationProblem(`tiers[${tier}].attemptTimeout`, limits.attemptTimeout)

@@ -445,7 +445,8 @@ export const make = (options?: Options): Effect.Effect<Provider, never, HttpClie
     if (!Number.isInteger(maxTokens) || maxTokens <= 0) {
       return yield* Effect.dieMessage(`Anthropic.make: defaultMaxTokens must be a whole number greater than 0`)
     }
-    const client = yield* HttpClient.HttpClient
+    // no @effect/platform spans: their exits hold the request with its key (see OpenAiCompatible)
+    const client = HttpClient.withTracerDisabledWhen(yield* HttpClient.HttpClient, () => true)
     const version = options?.version ?? defaults.version
     const baseHeaders: Record<string, string> = {
       "anthropic-version": version,

@@ -285,8 +285,7 @@ const fromWireError = (
 ): Errors.ProviderError => {
   const endpoint = at.name
   // the key out first: clipped afterwards, a key across the cut would escape whole-key search
-  const key = at.apiKey === undefined ? undefined : Redacted.value(at.apiKey)
-  const text = key === undefined || key === "" ? body : body.split(key).join("<redacted>")
+  const text = scrub(at, body)
   const parsed = parseJson(text)
   const e = Either.isRight(parsed) ? wireError(parsed.right) : undefined
   const detail = e === undefined ? text.trim() : describeWireError(e)
@@ -306,6 +305,23 @@ const fromWireError = (
   if (/invalid_request/.test(kind)) return new Errors.BadRequest(fields)
   if (/server_error|overloaded|unavailable|timeout/.test(kind)) return new Errors.Unavailable(fields)
   return new Errors.UnknownProviderError(fields)
+}
+
+/**
+ * The client without @effect/platform's own `http.client` spans: a span's exit holds the
+ * request, whose headers carry the key in clear for any tracer that keeps it. The router's
+ * attempt spans say what the call did.
+ */
+const withoutSpans = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+  HttpClient.withTracerDisabledWhen(client, () => true)
+
+/**
+ * The text without the endpoint's key, should a server echo it back. Done before a detail
+ * is clipped: a key cut in two by the clip would escape a search for the whole key.
+ */
+const scrub = (endpoint: Endpoint, text: string): string => {
+  const key = endpoint.apiKey === undefined ? undefined : Redacted.value(endpoint.apiKey)
+  return key === undefined || key === "" ? text : text.split(key).join("<redacted>")
 }
 
 /** Replaces the key, should a server echo it back, in an error's detail. */
@@ -332,7 +348,8 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
  * @since 0.1.0
  * @category constructors
  */
-export const fromClient = (client: HttpClient.HttpClient, options: Options = {}): Provider => {
+export const fromClient = (base: HttpClient.HttpClient, options: Options = {}): Provider => {
+  const client = withoutSpans(base)
   const path = options.path ?? "/chat/completions"
   const auth = options.auth ?? "bearer"
 
@@ -387,7 +404,7 @@ export const fromClient = (client: HttpClient.HttpClient, options: Options = {})
         new Errors.MalformedResponse({
           endpoint: endpoint.name,
           status: response.status,
-          detail: httpErrors.clip(detail)
+          detail: httpErrors.clip(scrub(endpoint, detail))
         })
       const json = parseJson(text)
       if (Either.isLeft(json)) return yield* Effect.fail(malformed(`the answer is not JSON (${json.left})`))
@@ -456,7 +473,7 @@ const partsOf = (
       new Errors.MalformedResponse({
         endpoint: endpoint.name,
         status: response.status,
-        detail: httpErrors.clip(detail)
+        detail: httpErrors.clip(scrub(endpoint, detail))
       })
 
     const onEvent = (event: Sse.Event): Effect.Effect<ReadonlyArray<Chat.StreamPart>, Errors.ProviderError> => {

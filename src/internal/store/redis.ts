@@ -18,10 +18,23 @@ export interface Resolved {
 const durationMs = (name: string, input: Duration.DurationInput | undefined, fallback: number): number => {
   if (input === undefined) return fallback
   const decoded = Duration.decodeUnknown(input)
-  if (decoded._tag === "None" || !Duration.isFinite(decoded.value) || Duration.toMillis(decoded.value) <= 0) {
-    throw new Error(`${name} must be a finite duration longer than 0, got ${JSON.stringify(input)}`)
+  const ms = decoded._tag === "None" ? NaN : Duration.toMillis(decoded.value)
+  // timers take at most 2^31 - 1 ms (about 24.8 days); past it Node fires them at once
+  if (!(Number.isFinite(ms) && ms > 0 && ms <= maxTimerMs)) {
+    throw new Error(`${name} must be a duration longer than 0 and at most 24 days, got ${show(input)}`)
   }
-  return Math.ceil(Duration.toMillis(decoded.value))
+  return Math.ceil(ms)
+}
+
+const maxTimerMs = 2_147_483_647
+
+const show = (value: unknown): string => {
+  try {
+    const text = typeof value === "string" ? JSON.stringify(value) : String(value)
+    return text.length > 60 ? `${text.slice(0, 60)}...` : text
+  } catch {
+    return "an unreadable value"
+  }
 }
 
 /** Checks the options; throws an `Error` whose message names the bad one. */
@@ -68,7 +81,8 @@ export const close = (client: Redis): Effect.Effect<void> =>
       : new Promise<void>((resolve) => client.once("end", () => resolve()))
     if (client.status === "ready") await orAfter(client.quit().catch(() => undefined), 1_000)
     client.disconnect(false)
-    await orAfter(ended, 1_000)
+    // a client that was reconnecting ends at once, without an "end" event
+    if (client.status !== "end") await orAfter(ended, 1_000)
   })
 
 // the library is typed without a platform's globals: take the timers from the host
