@@ -275,6 +275,12 @@ const endingOf = (
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
+/** What an acquisition does when nothing can serve: fail at once, or wait and try again. */
+type OnRefused = (
+  result: Table.AcquireResult & { _tag: "Rejected" },
+  now: number
+) => Effect.Effect<Lease, NoEndpointAvailable>
+
 /** How long an endpoint the shared store refused waits when the store does not say. */
 const defaultSharedWaitMs = 1_000
 /** How often a balancer whose store is down asks whether it is back. */
@@ -436,10 +442,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
      */
     const attempt = (
       request: Table.Request,
-      onRefused: (
-        result: Table.AcquireResult & { _tag: "Rejected" },
-        now: number
-      ) => Effect.Effect<Lease, NoEndpointAvailable>
+      onRefused: OnRefused
     ): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.flatten(Ref.modify(ref, (table) => {
         const now = clock.unsafeCurrentTimeMillis()
@@ -463,10 +466,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     const admitShared = (
       lease: LeaseImpl,
       request: Table.Request,
-      onRefused: (
-        result: Table.AcquireResult & { _tag: "Rejected" },
-        now: number
-      ) => Effect.Effect<Lease, NoEndpointAvailable>
+      onRefused: OnRefused
     ): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.flatMap(
         Effect.either(Effect.uninterruptible(store!.admit({
