@@ -87,6 +87,30 @@ describe.each(stores)("shared store contract: %s", (_, layer) => {
       expect(Either.isLeft(refused)).toBe(true)
     })))
 
+  it.live("tpm: calls without an estimate are counted by their reported usage, and need room for one token", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const [a, b] = yield* twoBalancers(layer(), { endpoints: [endpoint("x", { limits: { tpm: 100 } })] })
+      yield* ok(a, undefined, Outcome.success({ usage: { inputTokens: 60, outputTokens: 40 } }))
+      // the window is full for the cluster: b, which sent nothing, is turned away
+      const refused = yield* tryCall(b)
+      expect(Either.isLeft(refused)).toBe(true)
+    })))
+
+  it.live("a probe that fails for its own request (a 400) does not reopen the circuit for all", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const [a, b] = yield* twoBalancers(layer(), {
+        health: { maxFailures: 1, recoveryTimeout: "200 millis" },
+        endpoints: [endpoint("x", { priority: 0 }), endpoint("y", { priority: 1 })]
+      })
+      yield* tryCall(a, undefined, Outcome.failure(new Errors.Unavailable({ status: 503 })))
+      yield* Effect.sleep("250 millis")
+      const probe = yield* b.acquire()
+      expect(probe.endpoint.name).toBe("x")
+      yield* b.release(probe, Outcome.failure(new Errors.BadRequest({ status: 400 })))
+      // still half-open, not open again: the next call is another probe of x
+      expect(yield* ok(b)).toBe("x")
+    })))
+
   it.live("a 429 seen by one balancer rests the endpoint and its quota group for all", () =>
     Effect.scoped(Effect.gen(function*() {
       const [a, b] = yield* twoBalancers(layer(), {

@@ -552,12 +552,15 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         if (event._tag === "EndpointUnhealthy" && event.until !== undefined) openMs = event.until - now
         else if (event._tag === "EndpointRecovered") closed = true
       }
+      // a probe's failure reopens the cluster's circuit only when it says the endpoint is
+      // broken: a 400, a 401 or a 429 on the probe says nothing of that (as locally)
       const probe = lease.sharedProbe
         ? {
           callId: lease.callId,
           outcome: end._tag === "Success"
             ? "success" as const
-            : end._tag === "Failure"
+            : end._tag === "Failure" &&
+                Table.classify(end, sharedPolicyOf(before, after, endpoint), now).effect === "counts"
             ? "failure" as const
             : "cancelled" as const
         }
@@ -566,7 +569,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         tokensDelta === 0 && budget === undefined && endpointBudget === undefined && cooldownMs <= 0 && openMs <= 0 &&
         !closed && probe === undefined
       ) return undefined
-      const policy = after?.policy ?? before?.policy ?? Health.resolve(resolved.policy, endpoint)
+      const policy = sharedPolicyOf(before, after, endpoint)
       return {
         endpoint,
         admittedAt: lease.sharedAt,
@@ -584,6 +587,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         maxRecoveryMs: policy.maxRecoveryTimeoutMs
       }
     }
+
+    const sharedPolicyOf = (
+      before: EndpointState.EndpointState | undefined,
+      after: EndpointState.EndpointState | undefined,
+      endpoint: Endpoint.Endpoint
+    ): Health.Resolved => after?.policy ?? before?.policy ?? Health.resolve(resolved.policy, endpoint)
 
     /** Sends a change to the shared store; a store that does not answer is fallen back from. */
     const shareChange = (change: Store.Settle): Effect.Effect<void> =>
@@ -607,8 +616,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         })
         return Effect.zipRight(
           publish([Event.StoreFellBack({ name: store.name, at: storeDownSince, reason: error.reason })]),
+          // interruptible even when forked from an uninterruptible acquisition: the scope's
+          // close must be able to stop it
           Effect.asVoid(Effect.forkIn(
-            Effect.zipRight(Effect.retry(store.ping, Schedule.spaced(Duration.millis(storeRetryMs))), recovered),
+            Effect.interruptible(
+              Effect.zipRight(Effect.retry(store.ping, Schedule.spaced(Duration.millis(storeRetryMs))), recovered)
+            ),
             scope
           ))
         )
@@ -893,8 +906,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
 
     const service: BalancerService = {
       strategy: strategy.name,
+      // with a store, the reservation and the store's answer are apart in time: the lease
+      // must reach the caller even if it is interrupted in between
       acquire: (hints) =>
-        hints?.wait === undefined
+        hints?.wait === undefined && store === undefined
           ? acquireWith(hints, Effect.interruptible)
           : Effect.uninterruptibleMask((restore) => acquireWith(hints, restore)),
       release,

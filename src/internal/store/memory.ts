@@ -22,6 +22,8 @@ const epsilon = 1e-9
 interface Circuit {
   readonly until: number
   readonly openings: number
+  /** Forgotten then (as the Redis key expires): `maxRecoveryTimeout` past the open period. */
+  readonly forgetAt: number
 }
 
 interface EndpointShared {
@@ -74,6 +76,10 @@ export const make = (clock: Clock.Clock): StoreService => {
     const cooldown = Math.max(state.cooldownUntil, group === undefined ? 0 : groupCooldowns.get(group) ?? 0)
     if (now < cooldown) return refused("cooling-down", cooldown - now)
     let probe = false
+    if (state.circuit !== undefined && now >= state.circuit.forgetAt) {
+      state.circuit = undefined
+      state.probes.clear()
+    }
     const circuit = state.circuit
     if (circuit !== undefined) {
       if (now < circuit.until) return refused("unhealthy", circuit.until - now)
@@ -83,8 +89,9 @@ export const make = (clock: Clock.Clock): StoreService => {
     }
     const tokens = request.tokens
     if (state.tpm !== undefined && tokens > state.tpm.limit) return refused("too-large", undefined)
-    for (const [window, amount] of [[state.rpm, 1], [state.tpm, tokens], [state.rpd, 1]] as const) {
-      if (window === undefined || amount === 0 || SlidingWindow.fits(window, now, amount)) continue
+    // a call without an estimate still needs room for one token (as the local check says)
+    for (const [window, amount] of [[state.rpm, 1], [state.tpm, Math.max(1, tokens)], [state.rpd, 1]] as const) {
+      if (window === undefined || SlidingWindow.fits(window, now, amount)) continue
       return refused("no-headroom", Math.max(0, SlidingWindow.fitsAt(window, now, amount) - now))
     }
     for (const [key, period] of [["", request.budget], [endpoint.name, request.endpointBudget]] as const) {
@@ -129,14 +136,17 @@ export const make = (clock: Clock.Clock): StoreService => {
       state.probes.delete(s.probe.callId)
       if (s.probe.outcome === "failure") {
         const openings = (state.circuit?.openings ?? 0) + 1
-        const ms = Math.min(s.maxRecoveryMs, s.recoveryMs * s.recoveryFactor ** (openings - 1))
-        state.circuit = { until: Math.max(state.circuit?.until ?? 0, now + ms), openings }
+        const ms = Math.ceil(Math.min(s.maxRecoveryMs, s.recoveryMs * s.recoveryFactor ** (openings - 1)))
+        const until = Math.max(state.circuit?.until ?? 0, now + ms)
+        state.circuit = { until, openings, forgetAt: until + s.maxRecoveryMs }
       }
     }
     if (s.openMs > 0) {
+      const until = Math.max(state.circuit?.until ?? 0, now + s.openMs)
       state.circuit = {
-        until: Math.max(state.circuit?.until ?? 0, now + s.openMs),
-        openings: Math.max(state.circuit?.openings ?? 0, s.openings)
+        until,
+        openings: Math.max(state.circuit?.openings ?? 0, s.openings),
+        forgetAt: until + s.maxRecoveryMs
       }
     }
   }

@@ -85,8 +85,9 @@ if rpm > 0 then
   local wait = waitFor(KEYS[5], rpm, ${60_000 / 60}, 1)
   if wait > 0 then return { 0, 'no-headroom', wait } end
 end
-if tpm > 0 and tokens > 0 then
-  local wait = waitFor(KEYS[6], tpm, ${60_000 / 60}, tokens)
+if tpm > 0 then
+  -- a call without an estimate still needs room for one token (as the local check says)
+  local wait = waitFor(KEYS[6], tpm, ${60_000 / 60}, math.max(1, tokens))
   if wait > 0 then return { 0, 'no-headroom', wait } end
 end
 if rpd > 0 then
@@ -120,22 +121,23 @@ return { 1, now, probe }
  */
 export const settle = `${common}
 local delta = tonumber(ARGV[1])
-if delta ~= 0 and redis.call('EXISTS', KEYS[5]) == 1 then
+if delta > 0 or (delta < 0 and redis.call('EXISTS', KEYS[5]) == 1) then
   local bucket = math.floor(tonumber(ARGV[2]) / ${60_000 / 60})
   if bucket > math.floor(now / ${60_000 / 60}) - 61 then
     local after = redis.call('HINCRBY', KEYS[5], bucket, delta)
     if after < 0 then redis.call('HSET', KEYS[5], bucket, 0) end
+    redis.call('PEXPIRE', KEYS[5], ${(60_000 / 60) * 62})
   end
 end
 local spent = tonumber(ARGV[4])
 if spent > 0 then
   if ARGV[5] ~= '' then
     redis.call('INCRBYFLOAT', KEYS[6], spent)
-    redis.call('PEXPIRE', KEYS[6], math.max(1, tonumber(ARGV[5])))
+    redis.call('PEXPIRE', KEYS[6], math.max(1, math.ceil(tonumber(ARGV[5]))))
   end
   if ARGV[6] ~= '' then
     redis.call('INCRBYFLOAT', KEYS[7], spent)
-    redis.call('PEXPIRE', KEYS[7], math.max(1, tonumber(ARGV[6])))
+    redis.call('PEXPIRE', KEYS[7], math.max(1, math.ceil(tonumber(ARGV[6]))))
   end
 end
 local cooldownMs = tonumber(ARGV[3])
@@ -159,7 +161,7 @@ if ARGV[10] ~= '' then
   redis.call('ZREM', KEYS[4], ARGV[10])
   if ARGV[11] == 'failure' then
     openings = openings + 1
-    local ms = math.min(tonumber(ARGV[14]), tonumber(ARGV[12]) * tonumber(ARGV[13]) ^ (openings - 1))
+    local ms = math.ceil(math.min(tonumber(ARGV[14]), tonumber(ARGV[12]) * tonumber(ARGV[13]) ^ (openings - 1)))
     openUntil = math.max(openUntil, now + ms)
     reopen = true
   end
@@ -172,7 +174,7 @@ if openMs > 0 then
 end
 if reopen then
   redis.call('HSET', KEYS[3], 'until', openUntil, 'openings', openings)
-  redis.call('PEXPIRE', KEYS[3], openUntil - now + tonumber(ARGV[15]))
+  redis.call('PEXPIRE', KEYS[3], math.max(1, math.ceil(openUntil - now + tonumber(ARGV[15]))))
 end
 return 1
 `
