@@ -39,7 +39,7 @@ interface EndpointShared {
 export const make = (clock: Clock.Clock): StoreService => {
   const endpoints = new Map<string, EndpointShared>()
   const groupCooldowns = new Map<string, number>()
-  // spend per budget period, by `${endpoint or ""}\u0000${period start}`; ended periods go
+  // spend per budget period, by `${endpoint or ""}\u0000${period ms}\u0000${period start}`; ended periods go
   const spend = new Map<string, { amount: number; readonly end: number }>()
 
   const stateOf = (endpoint: Endpoint.Endpoint): EndpointShared => {
@@ -65,7 +65,7 @@ export const make = (clock: Clock.Clock): StoreService => {
 
   const spentIn = (key: string, period: BudgetPeriod, now: number): number => {
     for (const [k, entry] of spend) if (entry.end <= now) spend.delete(k)
-    return spend.get(`${key}\u0000${period.start}`)?.amount ?? 0
+    return spend.get(`${key}\u0000${period.periodMs}\u0000${period.start}`)?.amount ?? 0
   }
 
   const admit = (request: AdmitRequest): Admission => {
@@ -116,7 +116,7 @@ export const make = (clock: Clock.Clock): StoreService => {
     if (s.spent > 0) {
       for (const [key, period] of [["", s.budget], [endpoint.name, s.endpointBudget]] as const) {
         if (period === undefined) continue
-        const k = `${key}\u0000${period.start}`
+        const k = `${key}\u0000${period.periodMs}\u0000${period.start}`
         const entry = spend.get(k)
         if (entry === undefined) spend.set(k, { amount: s.spent, end: period.start + period.periodMs })
         else entry.amount += s.spent

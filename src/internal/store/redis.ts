@@ -157,9 +157,11 @@ const keysOf = (prefix: string, name: string, group: string | undefined) => {
 }
 
 const spendKey = (prefix: string, period: BudgetPeriod | undefined) =>
-  period === undefined ? `{${prefix}}:none` : `{${prefix}}:spend:${period.start}`
+  period === undefined ? `{${prefix}}:none` : `{${prefix}}:spend:${period.periodMs}:${period.start}`
 const endpointSpendKey = (prefix: string, name: string, period: BudgetPeriod | undefined) =>
-  period === undefined ? `{${prefix}}:none` : `{${prefix}}:endpoint-spend:${period.start}:${name}`
+  period === undefined
+    ? `{${prefix}}:none`
+    : `{${prefix}}:endpoint-spend:${period.periodMs}:${period.start}:${name}`
 
 const reasons: ReadonlySet<string> = new Set<SharedReason>([
   "unhealthy",
