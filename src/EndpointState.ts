@@ -802,9 +802,17 @@ const unreserve = (quota: Quota, at: number, tokens: number): Quota => ({
     ? quota.tokenWindow
     : SlidingWindow.adjust(quota.tokenWindow, at, -tokens),
   dayWindow: quota.dayWindow === undefined ? undefined : SlidingWindow.adjust(quota.dayWindow, at, -1),
-  providerRequests: quota.providerRequests,
-  providerTokens: quota.providerTokens
+  // nothing was sent: what the provider said is left is left still
+  providerRequests: giveBack(quota.providerRequests, 1),
+  providerTokens: tokens > 0 ? giveBack(quota.providerTokens, tokens) : quota.providerTokens
 })
+
+const giveBack = (allowance: Allowance | undefined, amount: number): Allowance | undefined =>
+  allowance === undefined ? undefined : {
+    remaining: Math.min(allowance.remaining + amount, allowance.limit ?? Infinity),
+    limit: allowance.limit,
+    resetAt: allowance.resetAt
+  }
 
 /**
  * Manual recovery: releases a hold, ends a cooldown, closes the circuit and forgets

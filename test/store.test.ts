@@ -96,6 +96,19 @@ describe.each(stores)("shared store contract: %s", (_, layer) => {
       expect(Either.isLeft(refused)).toBe(true)
     })))
 
+  it.live("a call the store turns away does not use up what the provider said is left", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const [a, b] = yield* twoBalancers(layer(), { endpoints: [endpoint("x")] })
+      const hint = { requests: { remaining: 1, limit: 10, resetAt: Date.now() + 60_000 }, tokens: undefined }
+      yield* ok(a, undefined, Outcome.success({ rateLimit: hint }))
+      yield* tryCall(b, undefined, Outcome.failure(new Errors.RateLimited({ retryAfter: Duration.millis(100) })))
+      // turned away by the shared cooldown: nothing was sent
+      expect(Either.isLeft(yield* tryCall(a))).toBe(true)
+      yield* Effect.sleep("250 millis")
+      // the one request the provider said is left is still there
+      expect(yield* ok(a)).toBe("x")
+    })))
+
   it.live("a probe that fails for its own request (a 400) does not reopen the circuit for all", () =>
     Effect.scoped(Effect.gen(function*() {
       const [a, b] = yield* twoBalancers(layer(), {
