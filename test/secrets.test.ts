@@ -27,12 +27,13 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as util from "node:util"
-import type { Chat as ChatModel, Errors, Router } from "../src/index.js"
+import type { Chat as ChatModel, Router } from "../src/index.js"
 import {
   Anthropic,
   Balancer,
   Chat,
   Endpoint,
+  Errors,
   Llm,
   OpenAiCompatible,
   Provider,
@@ -319,31 +320,7 @@ const openAiCases: ReadonlyArray<Case> = [
   }
 ]
 
-const anthropicBehaviours: ReadonlyArray<AnthropicServer.Behavior> = [
-  "ok",
-  "tool-use",
-  "max-tokens",
-  "rate-limit-retry-after",
-  "rate-limit-reset",
-  "spend-limit",
-  "server-error",
-  "overloaded",
-  "prompt-too-long",
-  "context-limit",
-  "unauthorized",
-  "forbidden",
-  "billing",
-  "request-too-large",
-  "echo-key",
-  "reset",
-  "reset-mid-body",
-  "invalid-json",
-  "wrong-shape",
-  "stall",
-  "stream-cut",
-  "stream-error",
-  "stream-garbage"
-]
+const anthropicBehaviours = AnthropicServer.allBehaviors
 
 /** Anthropic-format answers the loopback Anthropic server does not give, served by the other one. */
 const anthropicError = (status: number, type: string, message: string) =>
@@ -372,17 +349,7 @@ const anthropicCustom: ReadonlyArray<Case> = [
   }
 ]
 
-const allTags: ReadonlyArray<Errors.ProviderError["_tag"]> = [
-  "RateLimited",
-  "Timeout",
-  "Unavailable",
-  "BadRequest",
-  "Unauthorized",
-  "ContextLengthExceeded",
-  "ContentFiltered",
-  "MalformedResponse",
-  "UnknownProviderError"
-]
+const allTags = Errors.providerErrorTags
 
 describe("secrets audit: the detector", () => {
   it("finds the key and its fragments wherever they are (a self-test of the search)", () => {

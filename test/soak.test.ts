@@ -12,13 +12,12 @@
  * full collections and the handles are only the stack's. `SOAK_SECONDS` shortens the
  * real-time run for a quick local check.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as AnthropicServer from "./support/anthropicServer.js"
 import * as OpenAiServer from "./support/openAiServer.js"
-import type { RedisServer } from "./support/redisServer.js"
-import { redisUrl } from "./support/redisServer.js"
+import { useRedis } from "./support/redisServer.js"
 
 /** Heap growth allowed over a run, in MB (measured: about 0.5 MB over the simulated day). */
 const HEAP_GROWTH_BOUND_MB = 4
@@ -78,13 +77,7 @@ describe("soak", () => {
   }, 300_000)
 
   describe("the whole stack in real time", () => {
-    let redis: { url: string; server: RedisServer | undefined }
-    beforeAll(async () => {
-      redis = await redisUrl()
-    }, 120_000)
-    afterAll(async () => {
-      await redis.server?.stop()
-    })
+    const redis = useRedis()
 
     it.live(
       `${SECONDS} s of load, then the scope closes and the process exits by itself`,

@@ -3,29 +3,19 @@
  * redis-server on 127.0.0.1): two balancers over one store behave as two processes with
  * the same keys. Real time throughout (the Redis scripts run on the server's clock).
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Either, Fiber, Layer, Queue } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Store } from "../src/index.js"
 import * as RedisStore from "../src/RedisStore.js"
 import { endpoint } from "./helpers.js"
-import type { RedisServer } from "./support/redisServer.js"
-import { redisUrl, startRedis } from "./support/redisServer.js"
+import { startRedis, useRedis } from "./support/redisServer.js"
 
-let url = ""
-let server: RedisServer | undefined
-beforeAll(async () => {
-  const started = await redisUrl()
-  url = started.url
-  server = started.server
-}, 120_000)
-afterAll(async () => {
-  await server?.stop()
-})
+const redis = useRedis()
 
 let runs = 0
 /** A fresh namespace per test, so tests never see each other's keys. */
-const redisLayer = () => RedisStore.layer({ url, prefix: `test-${process.pid}-${Date.now()}-${runs++}` })
+const redisLayer = () => RedisStore.layer({ url: redis.url, prefix: `test-${process.pid}-${Date.now()}-${runs++}` })
 
 /** Two balancers ("processes") over one store. */
 const twoBalancers = (store: Layer.Layer<Store.Store, unknown>, options: Balancer.Options) =>
@@ -259,9 +249,9 @@ describe("Redis store", () => {
     Effect.gen(function*() {
       const bad = yield* Effect.flip(Effect.scoped(RedisStore.make({ url: "http://127.0.0.1:1" })))
       expect(bad.message).toContain("url must start with redis:// or rediss://")
-      const prefix = yield* Effect.flip(Effect.scoped(RedisStore.make({ url, prefix: "a{b}" })))
+      const prefix = yield* Effect.flip(Effect.scoped(RedisStore.make({ url: redis.url, prefix: "a{b}" })))
       expect(prefix.message).toContain("prefix")
-      const timeout = yield* Effect.flip(Effect.scoped(RedisStore.make({ url, timeout: -1 })))
+      const timeout = yield* Effect.flip(Effect.scoped(RedisStore.make({ url: redis.url, timeout: -1 })))
       expect(timeout.message).toContain("timeout")
     }))
 
@@ -279,7 +269,7 @@ describe("Redis store", () => {
   it.live("every key it writes expires by itself", () =>
     Effect.scoped(Effect.gen(function*() {
       const prefix = `expiry-${process.pid}-${Date.now()}`
-      const context = yield* Layer.build(RedisStore.layer({ url, prefix }))
+      const context = yield* Layer.build(RedisStore.layer({ url: redis.url, prefix }))
       const balancer = yield* Effect.orDie(Effect.provide(
         Balancer.make({
           budget: { limit: 100, period: "1 hours" },
@@ -304,7 +294,7 @@ describe("Redis store", () => {
       yield* Effect.sleep("150 millis")
       yield* tryCall(balancer, undefined, Outcome.failure(new Errors.Unavailable({})))
       const { Redis } = yield* Effect.promise(() => import("ioredis"))
-      const client = new Redis(url)
+      const client = new Redis(redis.url)
       const keys = yield* Effect.promise(() => client.keys(`{${prefix}}:*`))
       expect(keys.length).toBeGreaterThanOrEqual(5)
       const ttls = yield* Effect.promise(() => Promise.all(keys.map((k) => client.pttl(k))))

@@ -4,12 +4,11 @@
  * circuit. Real time throughout; every process reads the same system clock, so the times
  * the workers report can be compared with one another.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
+import { afterEach, describe, expect, it } from "@effect/vitest"
 import type { ChildProcessWithoutNullStreams } from "node:child_process"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import type { RedisServer } from "./support/redisServer.js"
-import { redisUrl } from "./support/redisServer.js"
+import { useRedis } from "./support/redisServer.js"
 import type { BreakerResult, Call, ObserverResult, RpmResult, WorkerConfig } from "./support/storeWorker.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -22,16 +21,7 @@ const EXIT_TIMEOUT_MS = 10_000
 /** The command timeout of the workers' stores: generous, so a busy machine does not make them fall back. */
 const STORE_TIMEOUT_MS = 1_000
 
-let url = ""
-let server: RedisServer | undefined
-beforeAll(async () => {
-  const started = await redisUrl()
-  url = started.url
-  server = started.server
-}, 120_000)
-afterAll(async () => {
-  await server?.stop()
-})
+const redis = useRedis()
 
 const running = new Set<ChildProcessWithoutNullStreams>()
 // a test that failed early leaves no worker behind
@@ -143,7 +133,7 @@ describe("Redis store across processes", () => {
     const durationMs = 2_500
     const config: WorkerConfig = {
       mode: "rpm",
-      url,
+      url: redis.url,
       prefix,
       timeoutMs: STORE_TIMEOUT_MS,
       fibers: 8,
@@ -166,7 +156,7 @@ describe("Redis store across processes", () => {
 
   it("circuit: opened by one process, open for all; one probe in the cluster; its success closes it for all", async () => {
     const prefix = freshPrefix()
-    const common = { url, prefix, timeoutMs: STORE_TIMEOUT_MS }
+    const common = { url: redis.url, prefix, timeoutMs: STORE_TIMEOUT_MS }
     const observers = 2
     const holdMs = 300
     // the breaker opens the circuit at about +250 ms, for 2 s: half-open at about +2.25 s,

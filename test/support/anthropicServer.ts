@@ -70,7 +70,8 @@ export type Behavior =
   | "stream-error"
   | "stream-garbage"
 
-const behaviors: ReadonlySet<string> = new Set<Behavior>([
+/** Every behaviour the server has, in the order of `Behavior`. */
+export const allBehaviors: ReadonlyArray<Behavior> = [
   "ok",
   "tool-use",
   "max-tokens",
@@ -94,7 +95,9 @@ const behaviors: ReadonlySet<string> = new Set<Behavior>([
   "stream-cut",
   "stream-error",
   "stream-garbage"
-])
+]
+
+const behaviors: ReadonlySet<string> = new Set<string>(allBehaviors)
 
 export interface Options {
   /** Named in the answer: "Hello from {name}". Default "anthropic". */

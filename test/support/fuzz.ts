@@ -139,25 +139,25 @@ export const plausible: FastCheck.Arbitrary<unknown> = fc.oneof(
 )
 
 /** Any value: JSON, JavaScript values fast-check can make, special values and near-valid ones. */
+/** Arbitrary JavaScript values, wider than JSON (Map, Set, boxed values, null prototypes...). */
+export const anything = fc.anything({
+  maxDepth: 3,
+  withBigInt: true,
+  withBoxedValues: true,
+  withDate: true,
+  withMap: true,
+  withSet: true,
+  withNullPrototype: true,
+  withObjectString: true,
+  withSparseArray: true,
+  withTypedArray: true
+})
+
 export const wild: FastCheck.Arbitrary<unknown> = fc.oneof(
   { arbitrary: special, weight: 4 },
   { arbitrary: plausible, weight: 3 },
   { arbitrary: fc.jsonValue({ maxDepth: 3 }), weight: 2 },
-  {
-    arbitrary: fc.anything({
-      maxDepth: 3,
-      withBigInt: true,
-      withBoxedValues: true,
-      withDate: true,
-      withMap: true,
-      withSet: true,
-      withNullPrototype: true,
-      withObjectString: true,
-      withSparseArray: true,
-      withTypedArray: true
-    }),
-    weight: 2
-  }
+  { arbitrary: anything, weight: 2 }
 )
 
 /** Keys to add: typos, prototype names, path-like names, and arbitrary strings. */
