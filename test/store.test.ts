@@ -171,6 +171,19 @@ describe.each(stores)("shared store contract: %s", (_, layer) => {
       yield* Effect.forEach(leases, ([x, l]) => x.release(l, Outcome.success()), { discard: true })
     })))
 
+  it.live("forceHealthy in one balancer closes the circuit for all", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const [a, b] = yield* twoBalancers(layer(), {
+        health: { maxFailures: 1, recoveryTimeout: "1 minutes" },
+        endpoints: [endpoint("x", { priority: 0 }), endpoint("y", { priority: 1 })]
+      })
+      yield* tryCall(a, undefined, Outcome.failure(new Errors.Unavailable({ status: 503 })))
+      yield* a.forceHealthy("x")
+      // b never saw x fail nor was turned away: without the shared close it would go to y
+      expect(yield* ok(b)).toBe("x")
+      expect((yield* statsOf(b, "x")).shared).toBe(null)
+    })))
+
   it.live("a failed cluster probe reopens the circuit for all", () =>
     Effect.scoped(Effect.gen(function*() {
       const [a, b] = yield* twoBalancers(layer(), {

@@ -281,6 +281,29 @@ type OnRefused = (
   now: number
 ) => Effect.Effect<Lease, NoEndpointAvailable>
 
+/** A change to the shared state: what `changes` says, nothing else. */
+const settleOf = (
+  endpoint: Endpoint.Endpoint,
+  policy: Health.Resolved,
+  changes: Partial<Omit<Store.Settle, "endpoint" | "recoveryMs" | "recoveryFactor" | "maxRecoveryMs">>
+): Store.Settle => ({
+  admittedAt: 0,
+  tokensDelta: 0,
+  spent: 0,
+  budget: undefined,
+  endpointBudget: undefined,
+  cooldownMs: 0,
+  openMs: 0,
+  openings: 0,
+  closed: false,
+  probe: undefined,
+  ...changes,
+  endpoint,
+  recoveryMs: policy.recoveryTimeoutMs,
+  recoveryFactor: policy.recoveryFactor,
+  maxRecoveryMs: policy.maxRecoveryTimeoutMs
+})
+
 /** How long an endpoint the shared store refused waits when the store does not say. */
 const defaultSharedWaitMs = 1_000
 /** How often a balancer whose store is down asks whether it is back. */
@@ -569,9 +592,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         tokensDelta === 0 && budget === undefined && endpointBudget === undefined && cooldownMs <= 0 && openMs <= 0 &&
         !closed && probe === undefined
       ) return undefined
-      const policy = sharedPolicyOf(before, after, endpoint)
-      return {
-        endpoint,
+      return settleOf(endpoint, sharedPolicyOf(before, after, endpoint), {
         admittedAt: lease.sharedAt,
         tokensDelta,
         spent,
@@ -581,11 +602,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         openMs: Math.max(0, openMs),
         openings: after?.openings ?? 0,
         closed,
-        probe,
-        recoveryMs: policy.recoveryTimeoutMs,
-        recoveryFactor: policy.recoveryFactor,
-        maxRecoveryMs: policy.maxRecoveryTimeoutMs
-      }
+        probe
+      })
     }
 
     const sharedPolicyOf = (
@@ -779,25 +797,10 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       byName(name, (table, index, now) => {
         const before = table.entries[index]
         const wasOut = before.held || before.circuit._tag !== "Closed"
-        const endpoint = before.endpoint
-        const policy = before.policy
         // recovered by hand here, recovered for the cluster
-        const shared = store === undefined ? Effect.void : shareChange({
-          endpoint,
-          admittedAt: 0,
-          tokensDelta: 0,
-          spent: 0,
-          budget: undefined,
-          endpointBudget: undefined,
-          cooldownMs: 0,
-          openMs: 0,
-          openings: 0,
-          closed: true,
-          probe: undefined,
-          recoveryMs: policy.recoveryTimeoutMs,
-          recoveryFactor: policy.recoveryFactor,
-          maxRecoveryMs: policy.maxRecoveryTimeoutMs
-        })
+        const shared = store === undefined
+          ? Effect.void
+          : shareChange(settleOf(before.endpoint, before.policy, { closed: true }))
         return [
           Effect.zipRight(
             wasOut ? publish([Event.EndpointRecovered({ name, at: now, reason: "forced" })]) : Effect.void,

@@ -131,9 +131,7 @@ export const within = <A>(ms: number, run: () => Promise<A>): Effect.Effect<A, S
         if (done) return
         done = true
         host.clearTimeout(timer)
-        resume(Effect.fail(
-          new StoreUnavailable({ store: "redis", reason: error instanceof Error ? error.message : String(error) })
-        ))
+        resume(Effect.fail(new StoreUnavailable({ store: "redis", reason: reasonOf(error) })))
       }
     )
     return Effect.sync(() => {
@@ -141,6 +139,12 @@ export const within = <A>(ms: number, run: () => Promise<A>): Effect.Effect<A, S
       host.clearTimeout(timer)
     })
   })
+
+/** Why a command failed, in words: ioredis says a closed connection in its own terms. */
+const reasonOf = (error: unknown): string => {
+  const message = error instanceof Error ? error.message : String(error)
+  return /enableOfflineQueue|Connection is closed/.test(message) ? `not connected to Redis (${message})` : message
+}
 
 /** The keys of one endpoint and its periods; all carry the prefix as their hash tag. */
 const keysOf = (prefix: string, name: string, group: string | undefined) => {
@@ -176,8 +180,7 @@ const reasons: ReadonlySet<string> = new Set<SharedReason>([
 export const make = (client: Redis, resolved: Resolved): Effect.Effect<StoreService, StoreUnavailable> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
-    const unavailable = (error: unknown) =>
-      new StoreUnavailable({ store: "redis", reason: error instanceof Error ? error.message : String(error) })
+    const unavailable = (error: unknown) => new StoreUnavailable({ store: "redis", reason: reasonOf(error) })
     const load = (lua: string) =>
       Effect.tryPromise({ try: () => client.script("LOAD", lua) as Promise<string>, catch: unavailable })
     const admitSha = yield* load(scripts.admit)
