@@ -343,9 +343,8 @@ const simulationRun: Entry = {
 /**
  * `RedisStore.make` connects once its options are good: every input carries an
  * unreachable `url` (and a short `connectTimeout`) unless the fuzz replaced them, so a
- * valid one ends as a refused connection (`RedisStoreError`); closing the client then
- * takes about a second (it waits for an `end` event ioredis does not send after a failed
- * connect), so these inputs run concurrently. Inputs that are not objects would connect
+ * valid one ends as a refused connection (`RedisStoreError`), so these inputs run
+ * concurrently (each waits on a socket). Inputs that are not objects would connect
  * to the default `127.0.0.1:6379`, so only `null` stands for them.
  */
 const redisMake: Entry = {
@@ -355,11 +354,11 @@ const redisMake: Entry = {
     run(
       Effect.scoped(RedisStore.make(asAny(input))).pipe(
         // a hang is a defect too; the timeout interrupts it, which closes the client
-        Effect.timeoutFail({ duration: Duration.seconds(3), onTimeout: () => new Hung() })
+        Effect.timeoutFail({ duration: Duration.seconds(10), onTimeout: () => new Hung() })
       )
     ).then((outcome) =>
       outcome._tag === "Failure" && outcome.error instanceof Hung
-        ? { _tag: "Defect", detail: `did not end within 3 s on ${safeString(input)}` }
+        ? { _tag: "Defect", detail: `did not end within 10 s on ${safeString(input)}` }
         : outcome
     )
 }
@@ -676,9 +675,9 @@ describe("Simulation.decode / Simulation.run", () => {
 
 /**
  * Sampled inputs run concurrently, for entries whose every run waits on a socket:
- * `RedisStore.make` with good options connects (refused at once) and then takes about a
- * second to close (see the report), so a thousand runs one after the other would take
- * a quarter of an hour.
+ * `RedisStore.make` with good options connects (refused at once) and closes; on a loaded
+ * machine a socket's round trip can take a while, so a slow input is judged only past a
+ * generous deadline (a hang, not a slow machine, is the defect looked for).
  */
 const assertConcurrently = async <A>(
   arbitrary: FastCheck.Arbitrary<A>,
@@ -688,7 +687,7 @@ const assertConcurrently = async <A>(
 ) => {
   const seed = fuzzSeed
   const inputs = [...(process.env.FUZZ_NO_EXAMPLES === "1" ? [] : examples), ...fc.sample(arbitrary, { numRuns, seed })]
-  const timeoutMs = options.timeoutMs ?? 5_000
+  const timeoutMs = options.timeoutMs ?? 15_000
   /** Failures by kind (their first line), with the first input of each kind. */
   const failures = new Map<string, { count: number; first: string }>()
   let next = 0

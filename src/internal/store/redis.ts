@@ -81,8 +81,9 @@ export const close = (client: Redis): Effect.Effect<void> =>
       : new Promise<void>((resolve) => client.once("end", () => resolve()))
     if (client.status === "ready") await orAfter(client.quit().catch(() => undefined), 1_000)
     client.disconnect(false)
-    // a client that was reconnecting ends at once, without an "end" event
-    if (client.status !== "end") await orAfter(ended, 1_000)
+    // a client that was waiting to reconnect has no socket left, and disconnecting cancels
+    // its timer: it holds nothing, but stays "reconnecting" and sends no "end" event
+    if (client.status !== "end" && client.status !== "reconnecting") await orAfter(ended, 1_000)
   })
 
 // the library is typed without a platform's globals: take the timers from the host
