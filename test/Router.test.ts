@@ -281,14 +281,16 @@ describe("hedging at p95", () => {
         e.name === "a"
           ? (stall ? Effect.as(Effect.sleep("10 seconds"), "a late") : Effect.as(Effect.sleep(100 + (n++ % 40)), "a"))
           : Effect.as(Effect.sleep("50 millis"), "b")
-      const policy: Router.Policy = { hedge: { delay: "p95", minSamples: 20 } }
+      // b's p95 is its every answer (50 ms); the 60 ms floor keeps its twin from starting
+      // at the very instant it answers (which of the two comes first is a tie)
+      const policy: Router.Policy = { hedge: { delay: "p95", minSamples: 20, minDelay: "60 millis" } }
       // before 20 samples a stalled a is not hedged
       stall = true
       const early = yield* Effect.fork(run(context, Router.execute(call, policy)))
       yield* TestClock.adjust("10 seconds")
       expect((yield* Fiber.join(early)).attempts.map((x) => x.hedge)).toEqual([false])
       stall = false
-      for (let i = 0; i < 81; i++) {
+      for (let i = 0; i < 80; i++) {
         const f = yield* Effect.fork(run(context, Router.execute(call, policy)))
         yield* TestClock.adjust("200 millis")
         yield* Fiber.join(f)

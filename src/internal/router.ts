@@ -1,7 +1,7 @@
 import type { Schedule } from "effect"
+import type { Fiber } from "effect"
 import {
   Cause,
-  Deferred,
   Duration,
   Effect,
   Either,
@@ -11,6 +11,7 @@ import {
   MetricBoundaries,
   MetricKey,
   MetricLabel,
+  Option,
   ScheduleDecision,
   ScheduleIntervals
 } from "effect"
@@ -26,6 +27,7 @@ import type { Options, Policy, Routed, RouterService } from "../Router.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 import * as spans from "./spans.js"
+import * as timer from "./timer.js"
 
 /** Exponential from 250 ms, doubling, full jitter, each delay capped at 10 s. */
 export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedules.exponential("250 millis", 2).pipe(
@@ -148,10 +150,56 @@ const budgets = new WeakMap<object, { budget: RetryBudget.RetryBudget }>()
 
 const noProblems: ReadonlyArray<string> = []
 
-/** Marks the hedge branch that found its primary already failed, so the primary's error is reported. */
-class PrimaryFailedFirst {
-  readonly _tag = "PrimaryFailedFirst"
+/** The twin of a hedged round found no other endpoint to run on. */
+class NoTwin {
+  readonly _tag = "NoTwin"
 }
+const noTwin = new NoTwin()
+const isNoTwin = (cause: Cause.Cause<unknown>) => Option.exists(Cause.failureOption(cause), (e) => e === noTwin)
+
+const noop = () => {}
+
+/** A hedged round's winner: the loser, if still running, is interrupted and waited for. */
+const won = <A>(
+  winner: Fiber.RuntimeFiber<A, unknown>,
+  value: A,
+  loser: Fiber.RuntimeFiber<A, unknown> | undefined
+): Effect.Effect<A> =>
+  Effect.zipRight(
+    loser === undefined || loser.unsafePoll() !== null ? Effect.void : timer.interruptAndAwait(loser),
+    Effect.as(winner.inheritAll, value)
+  )
+
+/**
+ * Waits until one of `fibers` ends or `register`'s wake-up is called; at once if one has
+ * already ended. Leaves no observer behind.
+ */
+const untilChange = (
+  fibers: ReadonlyArray<Fiber.RuntimeFiber<unknown, unknown>>,
+  register: (wake: (() => void) | undefined) => void
+): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    let done = false
+    const cleanup = () => {
+      register(undefined)
+      for (const fiber of fibers) fiber.removeObserver(wakeUp)
+    }
+    const wakeUp = () => {
+      if (done) return
+      done = true
+      cleanup()
+      resume(Effect.void)
+    }
+    register(wakeUp)
+    for (const fiber of fibers) {
+      if (done) break
+      fiber.addObserver(wakeUp)
+    }
+    return Effect.sync(() => {
+      done = true
+      cleanup()
+    })
+  })
 
 const budgetIssues = (options: Options | undefined): ReadonlyArray<ConfigIssue> => {
   const b = options?.retryBudget
@@ -272,12 +320,12 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           attemptHints: Hints,
           n: number,
           hedge: boolean,
-          onStart?: (endpoint: Endpoint) => void
+          /** Runs as the attempt starts, before the call (the hedge arms its timer). */
+          onStart?: (endpoint: Endpoint) => Effect.Effect<void>
         ) =>
           balancer.use((endpoint, lease) =>
             Effect.suspend(() => {
               const startedAt = clock.unsafeCurrentTimeMillis()
-              onStart?.(endpoint)
               if (!tried.includes(endpoint.name)) {
                 tried.push(endpoint.name)
               }
@@ -298,10 +346,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                 ? call(endpoint, n, lease)
                 : timeoutMs <= 0
                 ? Effect.fail(timedOut())
-                : Effect.timeoutFail(call(endpoint, n, lease), {
-                  duration: Duration.millis(timeoutMs),
-                  onTimeout: timedOut
-                })
+                : timer.timeoutFail(call(endpoint, n, lease), timeoutMs, timedOut)
               // one synchronous step for the record, the metrics and the span: this runs on
               // every attempt, and each effect operation costs more than all of it
               const record = (outcome: Attempt["outcome"]) =>
@@ -317,7 +362,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                     Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
                   )
                 })
-              return spans.withSpan(
+              const attempt = spans.withSpan(
                 (hedge ? Effect.zipRight(Metric.increment(hedges), timed) : timed).pipe(
                   Effect.onExit((exit) => {
                     if (Exit.isSuccess(exit)) {
@@ -345,66 +390,102 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                   }
                 })
               )
+              return onStart === undefined ? attempt : Effect.zipRight(onStart(endpoint), attempt)
             }), attemptHints)
 
         /**
          * An attempt, hedged when the policy asks: if it has not answered after the delay,
          * a twin starts on an endpoint not tried yet; the first success wins and the other
-         * is interrupted. A primary that fails before the delay fails the round at once.
+         * is interrupted. A primary that fails before the delay fails the round at once;
+         * when both fail, the one that failed last is reported.
+         *
+         * Written as a small state machine over the two fibers and a timer rather than with
+         * `Effect.race`: a round then forks one fiber (two with a twin) and interrupts only a
+         * loser that is still running, which matters when thousands of rounds run a second
+         * (the simulation).
          */
         type Answer = Effect.Effect.Success<ReturnType<typeof attemptOn>>
         type Needs = Effect.Effect.Context<ReturnType<typeof attemptOn>>
         const round = (attemptHints: Hints, n: number): Effect.Effect<Answer, Failure, Needs> => {
           if (hedge === undefined) return attemptOn(attemptHints, n, false)
-          return Effect.gen(function*() {
-            const primaryFailed = yield* Deferred.make<void>()
-            // the delay depends on the endpoint the primary got (its p95), known once it starts
-            const started = yield* Deferred.make<Endpoint>()
-            const primary = attemptOn(
-              attemptHints,
-              n,
-              false,
-              (endpoint) => Deferred.unsafeDone(started, Exit.succeed(endpoint))
-            ).pipe(
-              Effect.tapError(() => Deferred.succeed(primaryFailed, undefined))
-            )
-            const hedgeTimer = Effect.flatMap(
-              Effect.flatMap(Deferred.await(started), hedgeDelayFor),
-              (delay) => delay === undefined ? Effect.never : Effect.as(Effect.sleep(delay), true)
-            )
-            const twin = Effect.raceFirst(
-              hedgeTimer,
-              Effect.as(Deferred.await(primaryFailed), false)
-            ).pipe(Effect.flatMap((hedge): Effect.Effect<Answer, Failure | PrimaryFailedFirst, Needs> => {
-              // without budget or another endpoint the primary goes on alone; if it then fails,
-              // so does the round (waiting on nothing would hang it)
-              const alone = Effect.zipRight(Deferred.await(primaryFailed), Effect.fail(new PrimaryFailedFirst()))
-              if (!hedge || !withdraw()) return alone
-              const untried: Hints = {
+          return Effect.flatMap(timer.scheduleTask, (schedule) =>
+            Effect.uninterruptibleMask((restore) => {
+              let fired = false
+              let cancelTimer = noop
+              /** Wakes the round when something it waits for has happened. */
+              let wake: (() => void) | undefined
+              // the delay depends on the endpoint the primary got (its p95), known once it starts
+              const armTimer = (endpoint: Endpoint) =>
+                Effect.map(hedgeDelayFor(endpoint), (delay) => {
+                  if (delay === undefined) return
+                  cancelTimer = schedule(() => {
+                    fired = true
+                    wake?.()
+                  }, Duration.toMillis(delay))
+                })
+              const untried = (): Hints => ({
                 ...attemptHints,
                 exclude: [...(attemptHints.exclude ?? []), ...tried],
                 wait: undefined
-              }
-              return Effect.catchTag(attemptOn(untried, n, true), "NoEndpointAvailable", () => {
-                // no other endpoint: the retry was not spent
-                refund()
-                return alone
+              })
+              return Effect.gen(function*() {
+                const primary = yield* Effect.fork(restore(attemptOn(attemptHints, n, false, armTimer)))
+                let twin: Fiber.RuntimeFiber<Answer, Failure | NoTwin> | undefined
+                let twinAsked = false
+                return yield* Effect.gen(function*() {
+                  for (;;) {
+                    const p = primary.unsafePoll()
+                    const t = twin?.unsafePoll() ?? null
+                    if (p !== null && Exit.isSuccess(p)) {
+                      cancelTimer()
+                      return yield* won(primary, p.value, twin)
+                    }
+                    if (t !== null && Exit.isSuccess(t)) return yield* won(twin!, t.value, primary)
+                    if (t !== null && Exit.isFailure(t) && isNoTwin(t.cause)) {
+                      // no other endpoint: the retry was not spent, and the primary goes on alone
+                      twin = undefined
+                      continue
+                    }
+                    if (p !== null && (twin === undefined || t !== null)) {
+                      cancelTimer()
+                      // both failed: report the one that failed last (recorded by `attemptOn`)
+                      if (t !== null && Exit.isFailure(t) && lastFailure !== undefined) {
+                        const last = lastFailure.error
+                        const twinLast = Option.exists(Cause.failureOption(t.cause), (e) => e === last)
+                        return yield* (twinLast ? t as Exit.Exit<never, Failure> : p)
+                      }
+                      return yield* p
+                    }
+                    if (fired && !twinAsked && p === null) {
+                      twinAsked = true
+                      if (withdraw()) {
+                        twin = yield* Effect.fork(restore(
+                          Effect.catchTag(attemptOn(untried(), n, true), "NoEndpointAvailable", () => {
+                            refund()
+                            return Effect.fail(noTwin)
+                          })
+                        ))
+                      }
+                      continue
+                    }
+                    yield* restore(untilChange(
+                      [primary, twin].filter((f): f is Fiber.RuntimeFiber<Answer, any> =>
+                        f !== undefined && f.unsafePoll() === null
+                      ),
+                      (w) => {
+                        wake = fired || twinAsked ? undefined : w
+                      }
+                    ))
+                  }
+                }).pipe(Effect.onInterrupt(() => {
+                  cancelTimer()
+                  return Effect.zipRight(
+                    timer.interruptAndAwait(primary),
+                    twin === undefined ? Effect.void : timer.interruptAndAwait(twin)
+                  )
+                }))
               })
             }))
-            return yield* Effect.race(primary, twin).pipe(
-              Effect.catchAllCause((cause) => {
-                // both failed: report the one that failed last (the marker only comes with the
-                // primary's own failure, so without a real error this is a defect or an
-                // interruption, which passes through)
-                const real = Array.from(Cause.failures(cause)).filter((e): e is Failure =>
-                  !(e instanceof PrimaryFailedFirst)
-                )
-                if (real.length === 0) return Effect.failCause(cause as Cause.Cause<Failure>)
-                const last = lastFailure !== undefined && real.includes(lastFailure.error) ? lastFailure.error : real[0]
-                return Effect.fail(last)
-              })
-            )
-          })
         }
 
         for (let n = 1;; n++) {

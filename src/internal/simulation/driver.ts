@@ -8,6 +8,7 @@
 import type { Duration } from "effect"
 import { Clock, Duration as D, Effect, Random, Scheduler } from "effect"
 import type * as Fiber from "effect/Fiber"
+import { ScheduleTaskId } from "../timer.js"
 
 interface Timer {
   readonly at: number
@@ -38,6 +39,11 @@ class Timers {
     if (timer.fire !== undefined) {
       timer.fire = undefined
     }
+  }
+
+  /** How many timers are set and not cancelled. */
+  pending(): number {
+    return this.heap.filter((timer) => timer.fire !== undefined).length
   }
 
   /** The earliest timer that was not cancelled, removed from the heap. */
@@ -89,6 +95,12 @@ export class SimulatedClock implements Clock.Clock {
   get currentTimeNanos(): Effect.Effect<bigint> {
     return Effect.sync(() => this.unsafeCurrentTimeNanos())
   }
+  /** A callback on simulated time, for timeouts that need no sleeping fiber (see timer.ts). */
+  [ScheduleTaskId](task: () => void, ms: number): () => void {
+    if (!Number.isFinite(ms)) return noCancel
+    const timer = this.timers.add(this.now + Math.max(0, ms), task)
+    return () => this.timers.cancel(timer)
+  }
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const ms = D.toMillis(duration)
     // an infinite sleep never ends: no timer (the clock would jump to Infinity)
@@ -99,6 +111,8 @@ export class SimulatedClock implements Clock.Clock {
     })
   }
 }
+
+const noCancel = () => {}
 
 /**
  * Waits until interrupted. (`Effect.never` keeps a real interval timer running to hold the
