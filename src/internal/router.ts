@@ -41,6 +41,11 @@ export const hedges = Metric.counter("llm_balancer_hedges_total", { description:
 export const failedCalls = Metric.counter("llm_balancer_failed_requests_total", {
   description: "Calls that failed in the end"
 })
+// each made once: `Metric.increment` builds a new effect per call
+const countRequest = Metric.increment(requests)
+const countRetry = Metric.increment(retries)
+const countHedge = Metric.increment(hedges)
+const countFailed = Metric.increment(failedCalls)
 const attemptsKey = MetricKey.counter("llm_balancer_attempts_total", {
   description: "Attempts, by endpoint and outcome"
 })
@@ -261,6 +266,8 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       Effect.gen(function*() {
         const p: Policy = policy === undefined
           ? defaults
+          : options?.defaults === undefined
+          ? policy
           : { ...defaults, ...policy, hints: mergeHints(defaults.hints, policy.hints) }
         // the defaults were checked when the router was made
         const problems = policy === undefined ? noProblems : policyProblems(p)
@@ -292,12 +299,13 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         }
         const hints: Hints = p.hints ?? {}
         cell.budget = RetryBudget.deposit(cell.budget, start, settings)
-        yield* Metric.increment(requests)
+        yield* countRequest
 
         const attempts: Array<Attempt> = []
         const tried: Array<string> = []
         // attempts per tier, and the endpoints of tiers whose attempts are spent
-        const perTier = new Map<number, number>()
+        // only a policy with tiers counts per tier
+        const perTier = p.tiers === undefined ? undefined : new Map<number, number>()
         const spentTiers: Array<string> = []
         let minContextWindow = hints.minContextWindow
         let scheduleState = backoff.initial
@@ -309,8 +317,8 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         const stop = (reason: RoutingFailed["reason"]) =>
           Effect.zipRight(
             Effect.zipRight(
-              Metric.increment(failedCalls),
-              spans.annotate({ "llm.attempts": attempts.length, "llm.outcome": reason })
+              countFailed,
+              spans.annotate(() => ({ "llm.attempts": attempts.length, "llm.outcome": reason }))
             ),
             Effect.fail(new RoutingFailed({ reason, lastError, attempts: attempts.slice(), retryAt }))
           )
@@ -330,7 +338,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                 tried.push(endpoint.name)
               }
               const tier = p.tiers?.[endpoint.priority]
-              perTier.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
+              perTier?.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
               const ownLimit = toMillis(tier?.attemptTimeout, attemptTimeoutMs)
               const left = deadline - startedAt
               const timeoutMs = Math.min(ownLimit, left)
@@ -363,7 +371,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                   )
                 })
               const attempt = spans.withSpan(
-                (hedge ? Effect.zipRight(Metric.increment(hedges), timed) : timed).pipe(
+                (hedge ? Effect.zipRight(countHedge, timed) : timed).pipe(
                   Effect.onExit((exit) => {
                     if (Exit.isSuccess(exit)) {
                       return record("Success")
@@ -423,11 +431,8 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                     wake?.()
                   }, Duration.toMillis(delay))
                 })
-              const untried = (): Hints => ({
-                ...attemptHints,
-                exclude: [...(attemptHints.exclude ?? []), ...tried],
-                wait: undefined
-              })
+              const untried = () =>
+                hintsWith(attemptHints, concat(attemptHints.exclude, tried), attemptHints.minContextWindow, undefined)
               return Effect.gen(function*() {
                 const primary = yield* Effect.fork(restore(attemptOn(attemptHints, n, false, armTimer)))
                 let twin: Fiber.RuntimeFiber<Answer, Failure | NoTwin> | undefined
@@ -494,27 +499,27 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           if (now >= deadline) return yield* stop("deadline")
           if (n > 1) {
             if (!withdraw()) return yield* stop("retry-budget")
-            yield* Metric.increment(retries)
+            yield* countRetry
           }
           if (p.tiers !== undefined) {
             for (const [key, limits] of Object.entries(p.tiers)) {
               const tier = Number(key)
-              if (limits.maxAttempts !== undefined && (perTier.get(tier) ?? 0) >= limits.maxAttempts) {
+              if (limits.maxAttempts !== undefined && (perTier?.get(tier) ?? 0) >= limits.maxAttempts) {
                 const names = (yield* balancer.endpoints).filter((e) => e.priority === tier).map((e) => e.name)
                 for (const name of names) if (!spentTiers.includes(name)) spentTiers.push(name)
               }
             }
           }
-          const exclude = [...(hints.exclude ?? []), ...spentTiers]
-          const untried: Hints = {
-            ...hints,
-            exclude: [...exclude, ...tried],
+          const exclude = concat(hints.exclude, spentTiers)
+          const untried = hintsWith(
+            hints,
+            concat(exclude, tried),
             minContextWindow,
             // waiting for capacity is part of the call's time
-            wait: n === 1 && hints.wait !== undefined
+            n === 1 && hints.wait !== undefined
               ? Duration.millis(Math.min(Duration.toMillis(Duration.decode(hints.wait)), deadline - now))
               : undefined
-          }
+          )
           let outcome = yield* Effect.either(round(untried, n))
           if (Either.isLeft(outcome) && outcome.left._tag === "NoEndpointAvailable" && tried.length > 0) {
             // every routable endpoint was tried: back off, then any endpoint again
@@ -531,15 +536,15 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
               return yield* stop("deadline")
             }
             if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
-            outcome = yield* Effect.either(round({ ...hints, exclude, minContextWindow, wait: undefined }, n))
+            outcome = yield* Effect.either(round(hintsWith(hints, exclude, minContextWindow, undefined), n))
           }
           if (Either.isRight(outcome)) {
             const [value, endpoint] = outcome.right
-            yield* spans.annotate({
+            yield* spans.annotate(() => ({
               "llm.endpoint": endpoint.name,
               "llm.attempts": attempts.length,
               "llm.outcome": "Success"
-            })
+            }))
             return { value, endpoint, attempts: attempts.slice() }
           }
           const error = outcome.left
@@ -570,9 +575,39 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
 const mergeHints = (defaults: Hints | undefined, call: Hints | undefined): Hints | undefined => {
   if (call === undefined) return defaults
   if (defaults === undefined) return call
-  const merged: Record<string, unknown> = { ...defaults }
-  for (const [key, value] of Object.entries(call)) {
-    if (value !== undefined) merged[key] = value
+  return {
+    exclude: call.exclude ?? defaults.exclude,
+    tags: call.tags ?? defaults.tags,
+    minContextWindow: call.minContextWindow ?? defaults.minContextWindow,
+    group: call.group ?? defaults.group,
+    inputTokens: call.inputTokens ?? defaults.inputTokens,
+    outputTokens: call.outputTokens ?? defaults.outputTokens,
+    wait: call.wait ?? defaults.wait
   }
-  return merged as Hints
 }
+
+/**
+ * `base` with the attempt's own exclusions, context window and wait. Every field is
+ * written out: an object of one fixed shape is built far faster than a spread, and this
+ * runs on every attempt. (A field added to `Hints` must be added here and above.)
+ */
+const hintsWith = (
+  base: Hints,
+  exclude: ReadonlyArray<string>,
+  minContextWindow: number | undefined,
+  wait: Duration.DurationInput | undefined
+): Hints => ({
+  exclude,
+  tags: base.tags,
+  minContextWindow,
+  group: base.group,
+  inputTokens: base.inputTokens,
+  outputTokens: base.outputTokens,
+  wait
+})
+
+const none: ReadonlyArray<string> = []
+
+/** `a` then `b`, without copying when either is empty. */
+const concat = (a: ReadonlyArray<string> | undefined, b: ReadonlyArray<string>): ReadonlyArray<string> =>
+  a === undefined || a.length === 0 ? (b.length === 0 ? none : b) : b.length === 0 ? a : [...a, ...b]

@@ -25,11 +25,13 @@ export const withSpan = <A, E, R>(
  * builds and discards a `NoSuchElementException`, stack trace and all, when there is
  * none, which is the common case here since native spans are skipped.)
  */
-export const annotate = (attributes: Readonly<Record<string, unknown>>): Effect.Effect<void> =>
+export const annotate = (attributes: () => Readonly<Record<string, unknown>>): Effect.Effect<void> =>
   Effect.withFiberRuntime<void>((fiber) => {
     const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
     if (span._tag === "Some" && span.value._tag === "Span") {
-      for (const key in attributes) span.value.attribute(key, attributes[key])
+      // made only when there is a span to take them (the common case has none)
+      const values = attributes()
+      for (const key in values) span.value.attribute(key, values[key])
     }
     return Effect.void
   })
