@@ -486,8 +486,9 @@ const httpSection = (file: Results["http"], cockatiel: Results["cockatiel"]): Ar
   const spread = p99s.length === 0 ? 0 : Math.max(...p99s) - Math.min(...p99s)
   out.push(
     `Open loop, the latency a call gains at half load: ${int(o.calls)} calls per path and repetition started at ` +
-      `${int(o.ratePerSecond)} per second (half the slower routed closed-loop throughput), median of ` +
-      `${o.runs.length} repetitions.`,
+      `${int(o.ratePerSecond)} per second in all (half the slower routed closed-loop throughput), the two paths ` +
+      `alternating call by call in one stream so that a collector pause or a slow moment of the server falls on ` +
+      `both alike; median of ${o.runs.length} repetitions.`,
     "",
     mdTable(
       ["path", "p50", "p99"],

@@ -17,7 +17,7 @@ import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as AnthropicServer from "./support/anthropicServer.js"
 import * as OpenAiServer from "./support/openAiServer.js"
-import { useRedis } from "./support/redisServer.js"
+import { useRedis } from "./support/useRedis.js"
 
 /** Heap growth allowed over a run, in MB (measured: about 0.5 MB over the simulated day). */
 const HEAP_GROWTH_BOUND_MB = 4

@@ -9,7 +9,8 @@ import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Store } from "../src/index.js"
 import * as RedisStore from "../src/RedisStore.js"
 import { endpoint } from "./helpers.js"
-import { startRedis, useRedis } from "./support/redisServer.js"
+import { startRedis } from "./support/redisServer.js"
+import { useRedis } from "./support/useRedis.js"
 
 const redis = useRedis()
 

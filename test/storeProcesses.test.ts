@@ -8,8 +8,8 @@ import { afterEach, describe, expect, it } from "@effect/vitest"
 import type { ChildProcessWithoutNullStreams } from "node:child_process"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { useRedis } from "./support/redisServer.js"
 import type { BreakerResult, Call, ObserverResult, RpmResult, WorkerConfig } from "./support/storeWorker.js"
+import { useRedis } from "./support/useRedis.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const workerPath = fileURLToPath(new URL("./support/storeWorker.ts", import.meta.url))

@@ -24,7 +24,6 @@ import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
 import { isMainThread } from "node:worker_threads"
-import { afterAll, beforeAll } from "vitest"
 
 const HOST = "127.0.0.1"
 const READY_TIMEOUT_MS = 10_000
@@ -330,24 +329,4 @@ export const redisUrl = async (): Promise<{ url: string; server: RedisServer | u
   if (fromEnv !== undefined && fromEnv !== "") return { url: fromEnv, server: undefined }
   const server = await startRedis()
   return { url: server.url, server }
-}
-
-/**
- * A Redis for the test file: started (or taken from `REDIS_URL`) before its tests, stopped
- * after them. `url` is read once the tests run.
- */
-export const useRedis = (): { readonly url: string } => {
-  let started: { url: string; server: RedisServer | undefined } | undefined
-  beforeAll(async () => {
-    started = await redisUrl()
-  }, 120_000)
-  afterAll(async () => {
-    await started?.server?.stop()
-  })
-  return {
-    get url() {
-      if (started === undefined) throw new Error("useRedis: the url is read before the tests run")
-      return started.url
-    }
-  }
 }
