@@ -174,7 +174,7 @@ const program = Effect.gen(function*() {
   const openLoop = http.open
   console.log(
     `\nOpen loop: ${count(openLoop.calls)} calls per path and repetition started at ${openLoop.ratePerSecond}/s ` +
-      `(half the routed closed-loop throughput), median of ${http.repetitions}: direct p50 ` +
+      `in all (half the routed closed-loop throughput; the paths alternate call by call), median of ${http.repetitions}: direct p50 ` +
       `${openLoop.direct.p50Ms.toFixed(2)} ms, p99 ${openLoop.direct.p99Ms.toFixed(2)} ms; routed p50 ` +
       `${openLoop.routed.p50Ms.toFixed(2)} ms, p99 ${openLoop.routed.p99Ms.toFixed(2)} ms; added p50 ` +
       `${(openLoop.routed.p50Ms - openLoop.direct.p50Ms).toFixed(2)} ms, p99 ` +
@@ -185,7 +185,7 @@ const program = Effect.gen(function*() {
     console.log(
       `${c.concurrency} in flight: ${x(c.throughputRatio)} of direct throughput ` +
         `(${c.throughputRatio >= 0.9 ? "meets" : "MISSES"} the >= 0.90x target), ` +
-        `${c.addedP99Ms.toFixed(1)} ms added p99 (${c.addedP99Ms <= 1 ? "meets" : "MISSES"} the <= 1 ms target)`
+        `${c.addedP99Ms.toFixed(1)} ms added p99 (closed loop: mostly queueing; the 1 ms target is the open loop's)`
     )
   }
 
