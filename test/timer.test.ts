@@ -7,7 +7,7 @@
  * interrupts the call; nothing left scheduled or running afterwards.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, FiberRef, TestClock } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, FiberRef, Layer, Scheduler, TestClock, TestContext } from "effect"
 import { Balancer, Router } from "../src/index.js"
 import type { SimulatedClock } from "../src/internal/simulation/driver.js"
 import { drive } from "../src/internal/simulation/driver.js"
@@ -112,6 +112,22 @@ describe("timer.timeoutFail on TestClock (the timer is a sleeping fiber)", () =>
   it.effect("FiberRefs the call set are kept, as with Effect.timeout", () => checks.fiberRefsInherited)
 })
 
+describe("timer.scheduleTask on TestClock (a detached sleeping fiber)", () => {
+  it.effect("a cancelled timer never runs, even when set from an uninterruptible region", () =>
+    Effect.gen(function*() {
+      let ran = 0
+      for (const region of [(e: Effect.Effect<void>) => e, Effect.uninterruptible]) {
+        yield* region(Effect.flatMap(timer.scheduleTask, (schedule) =>
+          Effect.sync(() => {
+            const cancel = schedule(() => ran++, 100)
+            cancel()
+          })))
+      }
+      yield* TestClock.adjust(200)
+      expect(ran).toBe(0)
+    }))
+})
+
 describe("timer.timeoutFail on the simulation's clock (a callback on simulated time)", () => {
   const checks = contract(
     (ms) => Effect.sleep(ms),
@@ -172,4 +188,38 @@ describe("hedging on Effect's default clock (the state machine with real timers)
       }),
     10_000
   )
+
+  it("a hedge timer that fires while the round is getting ready to wait is not lost (TestClock)", () => {
+    // under TestClock a 0 ms hedge fires inside the primary's start; if the round's fiber
+    // yields (every `maxOps` operations) between its check and its wait, the timer has fired
+    // before the round listens: every offset of that yield is tried
+    const maxOps = 64
+    const program = (before: number) =>
+      Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(
+          Router.layer().pipe(
+            Layer.provideMerge(Balancer.layer({ endpoints: [endpoint("a"), endpoint("b")], strategy: "round-robin" }))
+          )
+        ).pipe(Effect.orDie)
+        for (let i = 0; i < before; i++) yield* Effect.sync(() => {})
+        return yield* Context.get(context, Router.Router).execute(
+          (e) => e.name === "a" ? Effect.async<string>(() => {}) : Effect.succeed("b"),
+          { hedge: { delay: "0 millis" }, maxAttempts: 1 }
+        )
+      })).pipe(Effect.provide(TestContext.TestContext), Effect.locally(FiberRef.currentMaxOpsBeforeYield, maxOps))
+    const hung: Array<number> = []
+    for (let before = 0; before < maxOps + 8; before++) {
+      const scheduler = new Scheduler.ControlledScheduler()
+      const fiber = Effect.runFork(program(before), { scheduler })
+      for (let steps = 0; steps < 20_000 && scheduler.tasks.buckets.length > 0; steps++) scheduler.step()
+      const exit = fiber.unsafePoll()
+      if (exit === null) {
+        hung.push(before)
+        fiber.unsafeInterruptAsFork(fiber.id())
+      } else {
+        expect(Exit.isSuccess(exit) && exit.value.value).toBe("b")
+      }
+    }
+    expect(hung).toEqual([])
+  })
 })

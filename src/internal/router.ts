@@ -478,17 +478,25 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
                         f !== undefined && f.unsafePoll() === null
                       ),
                       (w) => {
-                        wake = fired || twinAsked ? undefined : w
+                        wake = w
+                        // the timer may have fired between the checks above and now (the
+                        // fiber can yield in between): a wake-up due is not dropped
+                        if (w !== undefined && fired && !twinAsked) w()
                       }
                     ))
                   }
-                }).pipe(Effect.onInterrupt(() => {
-                  cancelTimer()
-                  return Effect.zipRight(
-                    timer.interruptAndAwait(primary),
-                    twin === undefined ? Effect.void : timer.interruptAndAwait(twin)
-                  )
-                }))
+                }).pipe(Effect.onInterrupt(() =>
+                  Effect.flatMap(Effect.fiberId, (id) => {
+                    // both stopped at once (as a race would), then awaited; the timer last, in
+                    // case the primary armed it meanwhile
+                    const running = twin === undefined ? [primary] : [primary, twin]
+                    for (const fiber of running) fiber.unsafeInterruptAsFork(id)
+                    return Effect.ensuring(
+                      Effect.forEach(running, (fiber) => fiber.await, { discard: true }),
+                      Effect.sync(() => cancelTimer())
+                    )
+                  })
+                ))
               })
             }))
         }

@@ -66,7 +66,9 @@ export const scheduleTask: Effect.Effect<ScheduleTask> = Effect.clockWith((clock
   return Effect.map(Effect.runtime<never>(), (runtime): ScheduleTask => {
     const fork = Runtime.runFork(runtime)
     return (task, ms) => {
-      const sleeper = fork(Effect.zipRight(Effect.sleep(Duration.millis(ms)), Effect.sync(task)))
+      // interruptible even when the caller is not (the runtime carries its flags), or
+      // cancelling would not stop it
+      const sleeper = fork(Effect.interruptible(Effect.zipRight(Effect.sleep(Duration.millis(ms)), Effect.sync(task))))
       return () => sleeper.unsafeInterruptAsFork(FiberId.none)
     }
   })
