@@ -33,6 +33,7 @@ import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
 import { UnknownProviderError } from "./Errors.js"
 import { failoverStream } from "./internal/failoverStream.js"
+import type { EveryHint } from "./internal/router.js"
 import * as spans from "./internal/spans.js"
 import * as Chat from "./llm/Chat.js"
 import type { Provider } from "./llm/Provider.js"
@@ -58,7 +59,7 @@ const noProvider = (providers: ReadonlyMap<string, Provider>, endpoint: Endpoint
 export const hintsFor = (request: Chat.Request, policy: Policy | undefined): Hints => {
   const hints = policy?.hints ?? noHints
   // every field written out: a fixed shape is built far faster than a spread (every call)
-  return {
+  const every: EveryHint = {
     exclude: hints.exclude,
     tags: request.tags === undefined ? hints.tags : [...(hints.tags ?? []), ...request.tags],
     minContextWindow: hints.minContextWindow,
@@ -67,6 +68,7 @@ export const hintsFor = (request: Chat.Request, policy: Policy | undefined): Hin
     outputTokens: hints.outputTokens ?? request.maxTokens,
     wait: hints.wait
   }
+  return every
 }
 
 const noHints: Hints = {}

@@ -15,15 +15,6 @@ import * as OpenAiServer from "./support/openAiServer.js"
 
 const KEY = "sk-test-secret-4242"
 
-const rateLimitHeaders = {
-  "x-ratelimit-limit-requests": "100",
-  "x-ratelimit-remaining-requests": "40",
-  "x-ratelimit-reset-requests": "30s",
-  "x-ratelimit-limit-tokens": "10000",
-  "x-ratelimit-remaining-tokens": "9000",
-  "x-ratelimit-reset-tokens": "6m0s"
-}
-
 const endpointAt = (server: { readonly url: string } | string, extra: Partial<Endpoint.Input> = {}) =>
   Effect.orDie(Endpoint.decode({
     name: "openai-1",
@@ -86,7 +77,7 @@ describe("OpenAiCompatible: requests", () => {
       server.enqueue(OpenAiServer.reply({
         text: "Hello!",
         usage: { prompt_tokens: 12, completion_tokens: 3 },
-        headers: rateLimitHeaders
+        headers: OpenAiServer.rateLimitHeaders
       }))
       const p = yield* provider()
       const tools = [{ type: "function", function: { name: "weather", parameters: { type: "object" } } }]
@@ -358,7 +349,7 @@ describe("OpenAiCompatible: streams", () => {
       const { exit, parts, server } = yield* streamWith(OpenAiServer.reply({
         chunks: ["Hel", "lo", " there"],
         usage: { prompt_tokens: 9, completion_tokens: 3 },
-        headers: rateLimitHeaders
+        headers: OpenAiServer.rateLimitHeaders
       }))
       expect(exit._tag).toBe("Success")
       expect(parts.map((p) => p._tag)).toEqual(["Start", "Delta", "Delta", "Delta", "Finish"])
@@ -436,7 +427,7 @@ describe("OpenAiCompatible through Llm, Router and Balancer", () => {
         fallback: OpenAiServer.reply({
           text: "hi",
           usage: { prompt_tokens: 12, completion_tokens: 3 },
-          headers: rateLimitHeaders
+          headers: OpenAiServer.rateLimitHeaders
         })
       })
       const { balancer, context } = yield* setup([
@@ -460,7 +451,7 @@ describe("OpenAiCompatible through Llm, Router and Balancer", () => {
         fallback: OpenAiServer.reply({
           chunks: ["Hi", " you"],
           usage: { prompt_tokens: 8, completion_tokens: 2 },
-          headers: { ...rateLimitHeaders, "x-ratelimit-remaining-requests": "25" }
+          headers: { ...OpenAiServer.rateLimitHeaders, "x-ratelimit-remaining-requests": "25" }
         })
       })
       const { balancer, context } = yield* setup([

@@ -172,15 +172,6 @@ const expectNoHits = (sink: Sink) => {
   expect(sink.hits(NEEDLES, (source) => !httpClientExit(source))).toEqual([])
 }
 
-const rateLimitHeaders = {
-  "x-ratelimit-limit-requests": "100",
-  "x-ratelimit-remaining-requests": "40",
-  "x-ratelimit-reset-requests": "30s",
-  "x-ratelimit-limit-tokens": "10000",
-  "x-ratelimit-remaining-tokens": "9000",
-  "x-ratelimit-reset-tokens": "6m0s"
-}
-
 const json = (status: number, body: unknown) =>
   OpenAiServer.custom(`json ${status}`, (_request, res) => {
     const text = JSON.stringify(body)
@@ -207,7 +198,10 @@ interface Case {
 const stallPolicy: Router.Policy = { maxAttempts: 1, attemptTimeout: "150 millis" }
 
 const openAiCases: ReadonlyArray<Case> = [
-  { label: "success with rate-limit headers", behaviour: () => OpenAiServer.reply({ headers: rateLimitHeaders }) },
+  {
+    label: "success with rate-limit headers",
+    behaviour: () => OpenAiServer.reply({ headers: OpenAiServer.rateLimitHeaders })
+  },
   {
     label: "429 with retry-after-ms and x-ratelimit headers",
     behaviour: () =>
@@ -451,7 +445,7 @@ describe("secrets audit: providers over real sockets", () => {
         const { sink } = yield* audited((sink) =>
           Effect.forEach(["complete", "stream"] as const, (mode) => {
             server.enqueue(
-              OpenAiServer.reply({ headers: rateLimitHeaders }),
+              OpenAiServer.reply({ headers: OpenAiServer.rateLimitHeaders }),
               OpenAiServer.unauthorized(`Access denied due to invalid subscription key ${CANARY}.`)
             )
             return Effect.zip(

@@ -188,8 +188,10 @@ describe("hedging on Effect's default clock (the state machine with real timers)
       }),
     10_000
   )
+})
 
-  it("a hedge timer that fires while the round is getting ready to wait is not lost (TestClock)", () => {
+describe("hedging on TestClock (the timer is a sleeping fiber)", () => {
+  it("a hedge timer that fires while the round is getting ready to wait is not lost", () => {
     // under TestClock a 0 ms hedge fires inside the primary's start; if the round's fiber
     // yields (every `maxOps` operations) between its check and its wait, the timer has fired
     // before the round listens: every offset of that yield is tried

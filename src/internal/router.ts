@@ -583,7 +583,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
 const mergeHints = (defaults: Hints | undefined, call: Hints | undefined): Hints | undefined => {
   if (call === undefined) return defaults
   if (defaults === undefined) return call
-  return {
+  const merged: EveryHint = {
     exclude: call.exclude ?? defaults.exclude,
     tags: call.tags ?? defaults.tags,
     minContextWindow: call.minContextWindow ?? defaults.minContextWindow,
@@ -592,19 +592,26 @@ const mergeHints = (defaults: Hints | undefined, call: Hints | undefined): Hints
     outputTokens: call.outputTokens ?? defaults.outputTokens,
     wait: call.wait ?? defaults.wait
   }
+  return merged
 }
+
+/**
+ * `Hints` with every field written out (possibly `undefined`): the hints built field by
+ * field are typed with it, so a field added to `Hints` and forgotten there does not compile.
+ */
+export type EveryHint = { readonly [K in keyof Hints]-?: Hints[K] }
 
 /**
  * `base` with the attempt's own exclusions, context window and wait. Every field is
  * written out: an object of one fixed shape is built far faster than a spread, and this
- * runs on every attempt. (A field added to `Hints` must be added here and above.)
+ * runs on every attempt.
  */
 const hintsWith = (
   base: Hints,
   exclude: ReadonlyArray<string>,
   minContextWindow: number | undefined,
   wait: Duration.DurationInput | undefined
-): Hints => ({
+): EveryHint => ({
   exclude,
   tags: base.tags,
   minContextWindow,

@@ -44,12 +44,7 @@ const fastScheduleTaskOf = (clock: Clock.Clock): ScheduleTask | undefined => {
     found = (task, ms) => scheduling[ScheduleTaskId](task, ms)
   } else if (typeof (clock as Partial<DefaultClock>).scheduler === "function") {
     const scheduler = Effect.runSync((clock as unknown as DefaultClock).scheduler())
-    found = (task, ms) => {
-      const cancel = scheduler.unsafeSchedule(task, Duration.millis(ms))
-      return () => {
-        cancel()
-      }
-    }
+    found = (task, ms) => scheduler.unsafeSchedule(task, Duration.millis(ms))
   }
   fastSchedulers.set(clock, found)
   return found ?? undefined

@@ -253,6 +253,16 @@ const isStream = (request: RecordedRequest) => request.body?.stream === true
 
 // --- behaviours ----------------------------------------------------------------------
 
+/** OpenAI's rate-limit headers on a success: 40 of 100 requests and 9,000 of 10,000 tokens left. */
+export const rateLimitHeaders: Readonly<Record<string, string>> = {
+  "x-ratelimit-limit-requests": "100",
+  "x-ratelimit-remaining-requests": "40",
+  "x-ratelimit-reset-requests": "30s",
+  "x-ratelimit-limit-tokens": "10000",
+  "x-ratelimit-remaining-tokens": "9000",
+  "x-ratelimit-reset-tokens": "6m0s"
+}
+
 /** A good answer: JSON, or a stream when the request asks for one. */
 export const reply = (options: ReplyOptions = {}): Behaviour => ({
   name: "reply",
