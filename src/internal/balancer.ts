@@ -12,6 +12,8 @@ import type * as RateLimit from "../RateLimit.js"
 import * as Store from "../Store.js"
 import * as Strategy from "../Strategy.js"
 import * as config from "./config.js"
+import type { Observer } from "./observedUse.js"
+import { UseObserved } from "./observedUse.js"
 import * as random from "./random.js"
 import * as schemas from "./schemas.js"
 import * as SlidingWindow from "./slidingWindow.js"
@@ -276,6 +278,12 @@ const endingOf = (
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
 /** What an acquisition does when nothing can serve: fail at once, or wait and try again. */
+/** A reservation's lease, or the effect that ends in it (see `attemptStep`). */
+type Acquired = LeaseImpl | Effect.Effect<Lease, NoEndpointAvailable>
+
+const leaseOf = (acquired: Acquired): Effect.Effect<Lease, NoEndpointAvailable> =>
+  acquired instanceof LeaseImpl ? Effect.succeed(acquired) : acquired
+
 type OnRefused = (
   result: Table.AcquireResult & { _tag: "Rejected" },
   now: number
@@ -438,11 +446,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         PubSub.publishAll(pubsub, events)
       )
 
-    const granted = (
+    /** The lease for a reservation `Table.acquire` made. */
+    const leaseFor = (
       result: Table.AcquireResult & { _tag: "Acquired" },
       request: Table.Request,
       now: number
-    ): Effect.Effect<Lease> => {
+    ): LeaseImpl => {
       const lease = new LeaseImpl(
         owner,
         result.entry.endpoint,
@@ -453,7 +462,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         result.arm
       )
       if (result.arm !== undefined) armOf(result.arm).picks++
-      return result.events.length === 0 ? Effect.succeed(lease) : Effect.as(publish(result.events), lease)
+      return lease
     }
 
     const refused = (result: Table.AcquireResult & { _tag: "Rejected" }) =>
@@ -461,24 +470,27 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
 
     /**
      * One attempt to choose and reserve, in one step; what to do when nothing can serve is
-     * `onRefused`'s call (fail at once, or wait).
+     * `onRefused`'s call (fail at once, or wait). The step gives the lease itself when
+     * nothing else is to be done (no events to publish, no store to ask: the common case,
+     * and an operation less on every call), or else the effect that ends in it.
      */
-    const attempt = (
+    const attemptStep = (
       request: Table.Request,
       onRefused: OnRefused
-    ): Effect.Effect<Lease, NoEndpointAvailable> =>
-      Effect.flatten(Ref.modify(ref, (table) => {
+    ): Effect.Effect<Acquired> =>
+      Ref.modify(ref, (table): readonly [Acquired, Table.Table] => {
         const now = clock.unsafeCurrentTimeMillis()
         const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
         if (result._tag !== "Acquired") return [onRefused(result, now), next]
-        const lease = granted(result, request, now)
-        return [
-          store === undefined || !storeUp
-            ? lease
-            : Effect.flatMap(lease, (lease) => admitShared(lease as LeaseImpl, request, onRefused)),
-          next
-        ]
-      }))
+        const lease = leaseFor(result, request, now)
+        const shared = store !== undefined && storeUp
+        if (result.events.length === 0 && !shared) return [lease, next]
+        const published = result.events.length === 0 ? Effect.succeed(lease) : Effect.as(publish(result.events), lease)
+        return [shared ? Effect.flatMap(published, (lease) => admitShared(lease, request, onRefused)) : published, next]
+      })
+
+    const attempt = (request: Table.Request, onRefused: OnRefused): Effect.Effect<Lease, NoEndpointAvailable> =>
+      Effect.flatMap(attemptStep(request, onRefused), leaseOf)
 
     /**
      * Asks the shared store to admit a call this balancer admitted. Refused, the call is
@@ -645,9 +657,6 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         )
       })
 
-    /** Chooses and reserves, or fails at once. */
-    const acquireNow = (request: Table.Request) => attempt(request, refused)
-
     /**
      * Tries, and while nothing can serve waits (interruptibly, through `restore`) until
      * capacity is freed, the earliest open circuit admits a probe, or the wait is over.
@@ -677,11 +686,15 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         return loop
       })
 
-    const acquireWith = (
+    /**
+     * A reservation under `hints`: its lease (see `attemptStep`), or the effect that ends in
+     * it (waiting included).
+     */
+    const acquireStep = (
       hints: Hints | undefined,
       restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
-    ): Effect.Effect<Lease, NoEndpointAvailable> => {
-      if (hints === undefined) return acquireNow(noHints)
+    ): Effect.Effect<Acquired, NoEndpointAvailable> => {
+      if (hints === undefined) return attemptStep(noHints, refused)
       let request: Table.Request
       try {
         request = {
@@ -695,18 +708,30 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       } catch (error) {
         return Effect.die(error)
       }
-      return hints.wait === undefined ? acquireNow(request) : acquireWaiting(request, hints.wait, restore)
+      return hints.wait === undefined
+        ? attemptStep(request, refused)
+        : Effect.succeed(acquireWaiting(request, hints.wait, restore))
     }
 
-    const settle = (
+    const acquireWith = (
+      hints: Hints | undefined,
+      restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
+    ): Effect.Effect<Lease, NoEndpointAvailable> => Effect.flatMap(acquireStep(hints, restore), leaseOf)
+
+    /**
+     * Ends a lease's call: its slot freed, its outcome recorded, waiters woken, then `then`
+     * (which ends the caller's call: one step for both, this runs on every call).
+     */
+    const settle = <X, E>(
       lease: Lease,
-      ending: (lease: LeaseImpl, latencyMs: number, jitter: () => number) => Table.Ending
-    ): Effect.Effect<void> =>
-      Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
+      ending: (lease: LeaseImpl, latencyMs: number, jitter: () => number) => Table.Ending,
+      then: Effect.Effect<X, E>
+    ): Effect.Effect<X, E> =>
+      Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<X, E>, Table.Table] => {
         if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
           return [Effect.dieMessage(`release was given a lease that this balancer did not hand out`), table]
         }
-        if (lease.settled) return [Effect.void, table]
+        if (lease.settled) return [then, table]
         lease.settled = true
         const now = clock.unsafeCurrentTimeMillis()
         const end = ending(lease, now - lease.startedAt, draw)
@@ -724,29 +749,52 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         const change = lease.sharedAt === undefined
           ? undefined
           : sharedChange(lease, end, Table.byId(table, lease.id), Table.byId(next, lease.id), events, spent, now)
-        return [change === undefined ? publish(events) : Effect.zipRight(publish(events), shareChange(change)), next]
+        if (change !== undefined) {
+          return [Effect.zipRight(Effect.zipRight(publish(events), shareChange(change)), then), next]
+        }
+        return [events.length === 0 ? then : Effect.zipRight(publish(events), then), next]
       }))
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
-      settle(lease, (lease, latencyMs, jitter) => endingOf(outcome, lease, latencyMs, jitter))
+      settle(lease, (lease, latencyMs, jitter) => endingOf(outcome, lease, latencyMs, jitter), Effect.void)
+
+    /**
+     * `use`, with `observe` run as the call ends, before its lease is settled, in the same
+     * uninterruptible region: the router records each attempt there, which would otherwise
+     * cost it a region of its own. `observe` is handed the effect that settles the lease and
+     * ends the call, and must end in it.
+     */
+    const useObserved = <A, E, R>(
+      f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
+      hints: Hints | undefined,
+      observe: Observer | undefined
+    ): Effect.Effect<A, E | NoEndpointAvailable, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(acquireStep(hints, restore), (acquired) => {
+          const run = (lease: Lease): Effect.Effect<A, E, R> =>
+            Effect.matchCauseEffect(restore(f(lease.endpoint, lease)), {
+              onSuccess: (value) => ended(lease as LeaseImpl, Exit.succeed(value), observe),
+              onFailure: (cause) => ended(lease as LeaseImpl, Exit.failCause(cause), observe)
+            })
+          return acquired instanceof LeaseImpl ? run(acquired) : Effect.flatMap(acquired, run)
+        })
+      )
+
+    const ended = <A, E>(
+      lease: LeaseImpl,
+      exit: Exit.Exit<A, E>,
+      observe: Observer | undefined
+    ): Effect.Effect<A, E> => {
+      const settled = Exit.isSuccess(exit) && lease.detached
+        ? exit
+        : settle(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter), exit)
+      return observe === undefined ? settled : observe(exit, lease, settled)
+    }
 
     const use = <A, E, R>(
       f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
       hints?: Hints
-    ): Effect.Effect<A, E | NoEndpointAvailable, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(acquireWith(hints, restore), (lease) =>
-          Effect.flatMap(
-            Effect.exit(restore(f(lease.endpoint, lease))),
-            (exit) =>
-              Exit.isSuccess(exit) && (lease as LeaseImpl).detached
-                ? exit
-                : Effect.zipRight(
-                  settle(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter)),
-                  exit
-                )
-          ))
-      )
+    ): Effect.Effect<A, E | NoEndpointAvailable, R> => useObserved(f, hints, undefined)
 
     /** Applies a change to the named endpoint; `frees` says whether waiters may now get in. */
     const byName = <A>(
@@ -907,7 +955,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       yield* Effect.forkScoped(healthChecks(resolved.healthCheck))
     }
 
-    const service: BalancerService = {
+    const service: BalancerService & { readonly [UseObserved]: typeof useObserved } = {
+      [UseObserved]: useObserved,
       strategy: strategy.name,
       // with a store, the reservation and the store's answer are apart in time: the lease
       // must reach the caller even if it is interrupted in between
