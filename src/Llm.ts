@@ -26,13 +26,14 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Either, Option, Stream } from "effect"
+import { Context, Effect, Either, Exit, Option, Stream } from "effect"
 import type { Hints, Lease } from "./Balancer.js"
 import { Balancer } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
 import { UnknownProviderError } from "./Errors.js"
 import { failoverStream } from "./internal/failoverStream.js"
+import { reportedNow } from "./internal/hotPath.js"
 import type { EveryHint } from "./internal/router.js"
 import * as spans from "./internal/spans.js"
 import * as Chat from "./llm/Chat.js"
@@ -89,31 +90,36 @@ export const complete = (
   input: Chat.Request | Chat.RequestInput,
   policy?: Policy
 ): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> =>
-  // plain combinators rather than a generator: this runs on every call (see docs/design.md)
-  Effect.suspend((): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> => {
+  // one step to start: plain functions rather than a generator, the context and the tracer
+  // read from the fiber (this runs on every call: each operation saved counts, see
+  // docs/design.md, "What a routed call costs")
+  Effect.withFiberRuntime((fiber): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> => {
     const decoded = Chat.decodeRequestEither(input)
     if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
     const request = decoded.right
-    const call =
-      (providers: ReadonlyMap<string, Provider>) =>
-      (endpoint: Endpoint, _attempt: number, lease: Lease): Effect.Effect<Chat.Completion, ProviderError> => {
-        const provider = providers.get(endpoint.provider)
-        if (provider === undefined) return Effect.fail(noProvider(providers, endpoint))
-        return Effect.tap(
-          provider.complete(endpoint, request),
-          (completion) =>
-            completion.usage === undefined && completion.rateLimit === undefined
-              ? Effect.void
-              : lease.report({ usage: completion.usage, rateLimit: completion.rateLimit })
-        )
-      }
-    return Effect.contextWithEffect((context: Context.Context<Router | Providers>) =>
-      Effect.map(
-        Context.get(context, Router).execute(call(Context.get(context, Providers)), withHints(request, policy)),
-        (routed): Chat.Response => ({ ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts })
-      )
+    const context = fiber.currentContext as Context.Context<Router | Providers>
+    const providers = Context.get(context, Providers)
+    const call = (
+      endpoint: Endpoint,
+      _attempt: number,
+      lease: Lease
+    ): Effect.Effect<Chat.Completion, ProviderError> => {
+      const provider = providers.get(endpoint.provider)
+      if (provider === undefined) return Effect.fail(noProvider(providers, endpoint))
+      return Effect.flatMap(provider.complete(endpoint, request), (completion) => {
+        if (completion.usage === undefined && completion.rateLimit === undefined) return Exit.succeed(completion)
+        const report = { usage: completion.usage, rateLimit: completion.rateLimit }
+        return reportedNow(lease, report) ? Exit.succeed(completion) : Effect.as(lease.report(report), completion)
+      })
+    }
+    const routed = Effect.map(
+      Context.get(context, Router).execute(call, withHints(request, policy)),
+      (routed): Chat.Response => ({ ...routed.value, endpoint: routed.endpoint, attempts: routed.attempts })
     )
-  }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.complete"))
+    return spans.traced(fiber)
+      ? Effect.withSpan(routed, "effect-llm-balancer.complete", { captureStackTrace: false })
+      : routed
+  })
 
 /** A provider's `Delta` and `Finish` are the routed stream's as they are; `Start` is consumed. */
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => part._tag === "Start" ? undefined : part

@@ -196,9 +196,11 @@ describe("observability", () => {
       )
       const before = yield* Effect.all([Metric.value(requests), Metric.value(retries), Metric.value(attemptsOnA)])
       const spans: Array<[string, unknown, unknown]> = []
+      const attemptSpans: Array<Tracer.Span> = []
       const call = (e: Endpoint.Endpoint, n: number) =>
         Effect.gen(function*() {
           const span = yield* Effect.orDie(Effect.currentSpan)
+          attemptSpans.push(span)
           const parent = span.parent._tag === "Some" && span.parent.value._tag === "Span" ? span.parent.value.name : ""
           spans.push([span.name, span.attributes.get("llm.endpoint"), parent])
           return n === 1 ? yield* Effect.fail(new Errors.Unavailable({})) : e.name
@@ -212,6 +214,11 @@ describe("observability", () => {
         ["effect-llm-balancer.attempt", "a", "effect-llm-balancer.execute"],
         ["effect-llm-balancer.attempt", "b", "effect-llm-balancer.execute"]
       ])
+      // each attempt's outcome on its own span, the call's on the call's
+      expect(attemptSpans.map((span) => span.attributes.get("llm.outcome"))).toEqual(["Unavailable", "Success"])
+      const callSpan = attemptSpans[1].parent
+      expect(callSpan._tag === "Some" && callSpan.value._tag === "Span" && callSpan.value.attributes.get("llm.outcome"))
+        .toBe("Success")
       spans.length = 0
       yield* Effect.withSpan(run(context, Router.execute(call)), "caller")
       expect(spans.map(([name]) => name)).toEqual(["caller", "caller"])

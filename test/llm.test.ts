@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Effect, Fiber, Layer, Stream, TestClock } from "effect"
 import type { Provider as ProviderModel } from "../src/index.js"
-import { Chat, Errors, Llm, Provider, Router } from "../src/index.js"
+import { Balancer, Chat, Errors, Llm, Provider, Router } from "../src/index.js"
 import { endpoint, makeRouter } from "./helpers.js"
 
 const usage = { inputTokens: 12, outputTokens: 3 }
@@ -65,6 +65,40 @@ describe("Llm", () => {
       expect(answer.attempts.map((a) => [a.endpoint, a.outcome])).toEqual([["a", "Unavailable"], ["b", "Success"]])
       const b = (yield* balancer.stats).find((s) => s.name === "b")!
       expect([b.inputTokens, b.outputTokens]).toEqual([12, 3])
+    }))
+
+  it.scoped("a balancer wrapped by the caller (its own use, its own leases) is called through, not around", () =>
+    Effect.gen(function*() {
+      // the router and Llm take shortcuts into this library's own balancer and leases; a
+      // wrapper that puts its own `use` in, and hands out leases with its own `report`,
+      // must see every call and every report
+      const real = yield* Balancer.make({ endpoints: [endpoint("a", { provider: "good" })] })
+      const uses: Array<string> = []
+      const reports: Array<unknown> = []
+      const wrapped: Balancer.BalancerService = {
+        ...real,
+        use: (f, hints) =>
+          real.use((e, lease) => {
+            uses.push(e.name)
+            const own: Balancer.Lease = Object.assign(Object.create(lease), {
+              report: (report: Balancer.Report) =>
+                Effect.zipRight(Effect.sync(() => reports.push(report)), lease.report(report))
+            })
+            return f(e, own)
+          }, hints)
+      }
+      const context = yield* Layer.build(
+        Router.layer().pipe(
+          Layer.provideMerge(Layer.succeed(Balancer.Balancer, wrapped)),
+          Layer.merge(Provider.layer({ good }))
+        )
+      )
+      const answer = yield* Effect.provide(Llm.complete(request), context)
+      expect(answer.attempts.map((a) => [a.endpoint, a.outcome])).toEqual([["a", "Success"]])
+      expect(uses).toEqual(["a"])
+      expect(reports).toEqual([{ usage, rateLimit: undefined }])
+      const a = (yield* real.stats)[0]
+      expect([a.inputTokens, a.outputTokens, a.active]).toEqual([12, 3, 0])
     }))
 
   it.scoped("a bad request fails with InvalidRequest naming the field, before any attempt", () =>

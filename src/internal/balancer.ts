@@ -12,8 +12,8 @@ import type * as RateLimit from "../RateLimit.js"
 import * as Store from "../Store.js"
 import * as Strategy from "../Strategy.js"
 import * as config from "./config.js"
-import type { Observer } from "./observedUse.js"
-import { UseObserved } from "./observedUse.js"
+import type { Observable, Observer } from "./hotPath.js"
+import { ReportNow, UseObserved } from "./hotPath.js"
 import * as random from "./random.js"
 import * as schemas from "./schemas.js"
 import * as SlidingWindow from "./slidingWindow.js"
@@ -60,13 +60,20 @@ class LeaseImpl implements Lease {
     return this.probeOf !== undefined
   }
   report(report: Report): Effect.Effect<void> {
-    return Effect.sync(() => {
-      if (report.usage !== undefined) this.usage = report.usage
-      if (report.rateLimit !== undefined) this.rateLimit = report.rateLimit
-      if (report.timeToFirstToken !== undefined) {
-        this.ttftMs = Duration.toMillis(Duration.decode(report.timeToFirstToken))
-      }
-    })
+    return Effect.sync(() => this.record(report))
+  }
+  [ReportNow](report: Report): boolean {
+    // a lease whose `report` was replaced (a wrapper's) must have it called
+    if (this.report !== LeaseImpl.prototype.report) return false
+    this.record(report)
+    return true
+  }
+  private record(report: Report): void {
+    if (report.usage !== undefined) this.usage = report.usage
+    if (report.rateLimit !== undefined) this.rateLimit = report.rateLimit
+    if (report.timeToFirstToken !== undefined) {
+      this.ttftMs = Duration.toMillis(Duration.decode(report.timeToFirstToken))
+    }
   }
   get firstToken(): Effect.Effect<void> {
     return Effect.suspend(() => {
@@ -955,8 +962,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       yield* Effect.forkScoped(healthChecks(resolved.healthCheck))
     }
 
-    const service: BalancerService & { readonly [UseObserved]: typeof useObserved } = {
-      [UseObserved]: useObserved,
+    const service: BalancerService & Observable = {
+      [UseObserved]: { use, useObserved },
       strategy: strategy.name,
       // with a store, the reservation and the store's answer are apart in time: the lease
       // must reach the caller even if it is interrupted in between

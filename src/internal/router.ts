@@ -1,10 +1,8 @@
-import type { Schedule } from "effect"
-import type { Fiber } from "effect"
+import type { Clock, Fiber, Schedule } from "effect"
 import {
   Cause,
   Duration,
   Effect,
-  Either,
   Exit,
   FiberRef,
   Metric,
@@ -16,7 +14,7 @@ import {
   ScheduleIntervals
 } from "effect"
 import * as Schedules from "effect/Schedule"
-import type { Hints, Lease } from "../Balancer.js"
+import type { BalancerService, Hints, Lease } from "../Balancer.js"
 import { Balancer } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
 import type { Attempt, NoEndpointAvailable, ProviderError } from "../Errors.js"
@@ -24,6 +22,8 @@ import type { ConfigIssue } from "../Errors.js"
 import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
+import type { UseObservedFn } from "./hotPath.js"
+import { useObserved } from "./hotPath.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 import * as spans from "./spans.js"
@@ -42,7 +42,6 @@ export const failedCalls = Metric.counter("llm_balancer_failed_requests_total", 
   description: "Calls that failed in the end"
 })
 // each made once: `Metric.increment` builds a new effect per call
-const countRequest = Metric.increment(requests)
 const countRetry = Metric.increment(retries)
 const countHedge = Metric.increment(hedges)
 const countFailed = Metric.increment(failedCalls)
@@ -115,6 +114,8 @@ const countProblem = (name: string, n: unknown, min: number): string | undefined
     ? undefined
     : `${name} must be a whole number of at least ${min}, got ${schemas.show(n)}`
 
+const noProblems: ReadonlyArray<string> = []
+
 /** What is wrong with a call's policy, if anything: every bad field, in one message. */
 export const policyProblems = (p: Policy): ReadonlyArray<string> => {
   // policies come typed, but not always (JSON, JavaScript)
@@ -128,32 +129,38 @@ export const policyProblems = (p: Policy): ReadonlyArray<string> => {
   if (p.hints !== undefined && (typeof p.hints !== "object" || p.hints === null)) {
     return [`hints must be an object, got ${schemas.show(p.hints)}`]
   }
-  const problems = [
-    countProblem("maxAttempts", p.maxAttempts, 1),
-    durationProblem("timeout", p.timeout),
-    durationProblem("attemptTimeout", p.attemptTimeout),
-    durationProblem("idleTimeout", p.idleTimeout),
-    p.hedge?.delay === "p95" ? undefined : durationProblem("hedge.delay", p.hedge?.delay),
-    p.hedge?.delay === "p95" ? durationProblem("hedge.minDelay", p.hedge.minDelay) : undefined,
-    p.hedge?.delay === "p95" ? countProblem("hedge.minSamples", p.hedge.minSamples, 1) : undefined,
-    durationProblem("hints.wait", p.hints?.wait)
-  ]
-  for (const [tier, limits] of Object.entries(p.tiers ?? {})) {
-    if (typeof limits !== "object" || limits === null) {
-      problems.push(`tiers[${tier}] must be an object of limits, got ${schemas.show(limits)}`)
-      continue
-    }
-    problems.push(
-      countProblem(`tiers[${tier}].maxAttempts`, limits.maxAttempts, 0),
-      durationProblem(`tiers[${tier}].attemptTimeout`, limits.attemptTimeout)
-    )
+  // checked on every call that passes a policy: nothing is allocated for a good one
+  let problems: Array<string> | undefined
+  const note = (problem: string | undefined) => {
+    if (problem !== undefined) (problems ??= []).push(problem)
   }
-  return problems.filter((x): x is string => x !== undefined)
+  note(countProblem("maxAttempts", p.maxAttempts, 1))
+  note(durationProblem("timeout", p.timeout))
+  note(durationProblem("attemptTimeout", p.attemptTimeout))
+  note(durationProblem("idleTimeout", p.idleTimeout))
+  if (p.hedge !== undefined) {
+    if (p.hedge.delay === "p95") {
+      note(durationProblem("hedge.minDelay", p.hedge.minDelay))
+      note(countProblem("hedge.minSamples", p.hedge.minSamples, 1))
+    } else {
+      note(durationProblem("hedge.delay", p.hedge.delay))
+    }
+  }
+  note(durationProblem("hints.wait", p.hints?.wait))
+  if (p.tiers !== undefined) {
+    for (const [tier, limits] of Object.entries(p.tiers)) {
+      if (typeof limits !== "object" || limits === null) {
+        note(`tiers[${tier}] must be an object of limits, got ${schemas.show(limits)}`)
+        continue
+      }
+      note(countProblem(`tiers[${tier}].maxAttempts`, limits.maxAttempts, 0))
+      note(durationProblem(`tiers[${tier}].attemptTimeout`, limits.attemptTimeout))
+    }
+  }
+  return problems ?? noProblems
 }
 
 const budgets = new WeakMap<object, { budget: RetryBudget.RetryBudget }>()
-
-const noProblems: ReadonlyArray<string> = []
 
 /** The twin of a hedged round found no other endpoint to run on. */
 class NoTwin {
@@ -230,6 +237,393 @@ const budgetIssues = (options: Options | undefined): ReadonlyArray<ConfigIssue> 
   return issues
 }
 
+/** What every call of one router shares. */
+interface Routing {
+  readonly balancer: BalancerService
+  readonly use: UseObservedFn
+  readonly clock: Clock.Clock
+  /** Takes a retry from the budget, if it allows one. */
+  readonly withdraw: () => boolean
+  /** Gives back a retry that made no attempt. */
+  readonly refund: () => void
+}
+
+const spanOptions = { captureStackTrace: false } as const
+
+/**
+ * One routed call: its state, and its steps as plain methods that return the next effect
+ * (a generator cost every call more than all the rest of the router; see docs/design.md).
+ * The call goes `from` attempt n: a round (one attempt, or two when hedged), then either
+ * success, a back-off when every routable endpoint was tried, or the next attempt.
+ */
+class Call<A, R> {
+  readonly attempts: Array<Attempt> = []
+  readonly tried: Array<string> = []
+  /** Attempts per tier: only a policy with tiers counts them. */
+  readonly perTier: Map<number, number> | undefined
+  /** The endpoints of tiers whose attempts are spent. */
+  readonly spentTiers: Array<string> = []
+  readonly hints: Hints
+  readonly maxAttempts: number
+  readonly backoff: Schedule.Schedule<unknown, Failure | undefined>
+  readonly deadline: number
+  readonly attemptTimeoutMs: number
+  minContextWindow: number | undefined
+  scheduleState: unknown
+  lastError: Failure | undefined = undefined
+  retryAt: number | undefined = undefined
+  /**
+   * The attempt that failed last (in time), with its endpoint: with a hedge in flight the
+   * two attempts of a round can fail in either order.
+   */
+  lastFailure: { readonly error: ProviderError; readonly endpoint: Endpoint } | undefined = undefined
+  /** Where the round's primary attempt, and its twin, started. */
+  primaryOn: Endpoint | undefined = undefined
+  twinOn: Endpoint | undefined = undefined
+  /** Where a hedged round's answer came from. */
+  answeredBy: Endpoint | undefined = undefined
+
+  constructor(
+    readonly routing: Routing,
+    readonly call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
+    readonly p: Policy,
+    start: number
+  ) {
+    this.hints = p.hints ?? noHints
+    this.maxAttempts = p.maxAttempts ?? 3
+    this.backoff = (p.backoff ?? defaultBackoff) as Schedule.Schedule<unknown, Failure | undefined>
+    this.scheduleState = this.backoff.initial
+    this.deadline = start + toMillis(p.timeout, Infinity)
+    this.attemptTimeoutMs = toMillis(p.attemptTimeout, Infinity)
+    this.perTier = p.tiers === undefined ? undefined : new Map()
+    this.minContextWindow = this.hints.minContextWindow
+  }
+
+  /** The call from attempt `n` on. */
+  from(n: number): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    const now = this.routing.clock.unsafeCurrentTimeMillis()
+    if (n > 1 && n > this.maxAttempts) return this.stop("attempts-exhausted")
+    if (now >= this.deadline) return this.stop("deadline")
+    if (n > 1 && !this.routing.withdraw()) return this.stop("retry-budget")
+    const next = this.p.tiers === undefined ? this.roundAt(n, now) : this.spendTiers(this.p.tiers, n, now)
+    return n > 1 ? Effect.zipRight(countRetry, next) : next
+  }
+
+  /** Takes the endpoints of the tiers whose attempts are spent out of the running. */
+  spendTiers(
+    tiers: NonNullable<Policy["tiers"]>,
+    n: number,
+    now: number
+  ): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    const spent: Array<number> = []
+    for (const [key, limits] of Object.entries(tiers)) {
+      const tier = Number(key)
+      if (limits.maxAttempts !== undefined && (this.perTier?.get(tier) ?? 0) >= limits.maxAttempts) spent.push(tier)
+    }
+    if (spent.length === 0) return this.roundAt(n, now)
+    return Effect.flatMap(this.routing.balancer.endpoints, (endpoints) => {
+      for (const e of endpoints) {
+        if (spent.includes(e.priority) && !this.spentTiers.includes(e.name)) this.spentTiers.push(e.name)
+      }
+      return this.roundAt(n, now)
+    })
+  }
+
+  roundAt(n: number, now: number): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    const hints = this.hints
+    const exclude = concat(hints.exclude, this.spentTiers)
+    const untried = hintsWith(
+      hints,
+      concat(exclude, this.tried),
+      this.minContextWindow,
+      // waiting for capacity is part of the call's time
+      n === 1 && hints.wait !== undefined
+        ? Duration.millis(Math.min(Duration.toMillis(Duration.decode(hints.wait)), this.deadline - now))
+        : undefined
+    )
+    return Effect.matchEffect(this.round(untried, n), {
+      onSuccess: (value) => this.succeed(value),
+      onFailure: (error) =>
+        error._tag === "NoEndpointAvailable" && this.tried.length > 0
+          // every routable endpoint was tried: back off, then any endpoint again
+          ? this.backOff(n, now, exclude)
+          : this.failed(n, error)
+    })
+  }
+
+  backOff(n: number, now: number, exclude: ReadonlyArray<string>): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    return Effect.flatMap(this.backoff.step(now, this.lastError, this.scheduleState), ([state, , decision]) => {
+      // a stop here makes no attempt: the retry taken for it is given back
+      if (ScheduleDecision.isDone(decision)) {
+        if (n > 1) this.routing.refund()
+        return this.stop("attempts-exhausted")
+      }
+      this.scheduleState = state
+      const delay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+      if (now + delay >= this.deadline) {
+        if (n > 1) this.routing.refund()
+        return this.stop("deadline")
+      }
+      const again = Effect.matchEffect(
+        this.round(hintsWith(this.hints, exclude, this.minContextWindow, undefined), n),
+        {
+          onSuccess: (value) => this.succeed(value),
+          onFailure: (error) => this.failed(n, error)
+        }
+      )
+      return delay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(delay)), again) : again
+    })
+  }
+
+  succeed(value: A): Effect.Effect<Routed<A>> {
+    const endpoint = (this.p.hedge === undefined ? this.primaryOn : this.answeredBy)!
+    const routed: Routed<A> = { value, endpoint, attempts: this.attempts }
+    return spans.annotateThen(() => ({
+      "llm.endpoint": endpoint.name,
+      "llm.attempts": this.attempts.length,
+      "llm.outcome": "Success"
+    }), Exit.succeed(routed))
+  }
+
+  failed(n: number, error: Failure): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    if (error._tag === "NoEndpointAvailable") {
+      // the last real error stays the provider's; when an endpoint frees up is kept apart
+      this.retryAt = error.retryAt
+      if (this.lastError === undefined) this.lastError = error
+      return this.stop("no-endpoint")
+    }
+    this.lastError = error
+    if (error._tag === "ContextLengthExceeded") {
+      // only a larger window can help
+      this.minContextWindow = Math.max(this.minContextWindow ?? 0, (this.lastFailure?.endpoint.contextWindow ?? 0) + 1)
+      return this.from(n + 1)
+    }
+    return error.retryable ? this.from(n + 1) : this.stop("not-retryable")
+  }
+
+  stop(reason: RoutingFailed["reason"]): Effect.Effect<never, RoutingFailed> {
+    const error = new RoutingFailed({
+      reason,
+      lastError: this.lastError,
+      attempts: this.attempts.slice(),
+      retryAt: this.retryAt
+    })
+    return Effect.zipRight(
+      countFailed,
+      spans.annotateThen(() => ({ "llm.attempts": this.attempts.length, "llm.outcome": reason }), Exit.fail(error))
+    )
+  }
+
+  /** One attempt on an endpoint the balancer picks under `attemptHints`. */
+  attemptOn(
+    attemptHints: Hints,
+    n: number,
+    hedge: boolean,
+    /** Runs as the attempt starts, before the call (the hedge arms its timer). */
+    onStart?: (endpoint: Endpoint) => Effect.Effect<void>
+  ): Effect.Effect<A, Failure, R> {
+    let startedAt = 0
+    return this.routing.use(
+      (endpoint, lease) =>
+        Effect.withFiberRuntime((fiber) => {
+          startedAt = this.routing.clock.unsafeCurrentTimeMillis()
+          if (hedge) this.twinOn = endpoint
+          else this.primaryOn = endpoint
+          if (!this.tried.includes(endpoint.name)) this.tried.push(endpoint.name)
+          const tier = this.p.tiers?.[endpoint.priority]
+          this.perTier?.set(endpoint.priority, (this.perTier.get(endpoint.priority) ?? 0) + 1)
+          const ownLimit = toMillis(tier?.attemptTimeout, this.attemptTimeoutMs)
+          const left = this.deadline - startedAt
+          const timeoutMs = Math.min(ownLimit, left)
+          // the call's deadline, not the endpoint, is what cut this attempt short
+          const cutByDeadline = left < ownLimit
+          const timedOut = () =>
+            new Timeout({
+              endpoint: endpoint.name,
+              detail: `no answer within ${Math.round(Math.max(0, timeoutMs))} ms`,
+              cutByDeadline
+            })
+          const timed = !Number.isFinite(timeoutMs)
+            ? this.call(endpoint, n, lease)
+            : timeoutMs <= 0
+            ? Effect.fail(timedOut())
+            : timer.timeoutFail(this.call(endpoint, n, lease), timeoutMs, timedOut)
+          const counted = hedge ? Effect.zipRight(countHedge, timed) : timed
+          // the attempt's span, and its outcome on it, only where spans are collected
+          const attempt = spans.traced(fiber)
+            ? Effect.withSpan(
+              Effect.onExit(counted, (exit) => {
+                const outcome = outcomeOf(exit)
+                return outcome === undefined ? Effect.void : spans.annotate(() => ({ "llm.outcome": outcome }))
+              }),
+              "effect-llm-balancer.attempt",
+              {
+                captureStackTrace: false,
+                attributes: {
+                  "llm.endpoint": endpoint.name,
+                  "llm.provider": endpoint.provider,
+                  "llm.attempt": n,
+                  hedge
+                }
+              }
+            )
+            : counted
+          return onStart === undefined ? attempt : Effect.zipRight(onStart(endpoint), attempt)
+        }),
+      attemptHints,
+      // recorded in the balancer's own region as the attempt ends, in one synchronous step:
+      // this runs on every attempt, and each effect operation costs more than all of it
+      (exit, lease, settled) =>
+        Effect.withFiberRuntime((fiber) => {
+          const outcome = outcomeOf(exit)
+          // a defect is no attempt's outcome
+          if (outcome === undefined) return settled
+          const endpoint = lease.endpoint
+          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+          if (failure._tag === "Some") this.lastFailure = { error: failure.value as ProviderError, endpoint }
+          const at = this.routing.clock.unsafeCurrentTimeMillis()
+          const latencyMs = at - startedAt
+          this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
+          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+          attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
+          latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
+          const reported = this.routing.balancer.reportAttempt(
+            Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
+          )
+          // nobody listening is the common case: no operation for nothing
+          return reported === Effect.void ? settled : Effect.zipRight(reported, settled)
+        })
+    )
+  }
+
+  /**
+   * An attempt, hedged when the policy asks: if it has not answered after the delay, a
+   * twin starts on an endpoint not tried yet; the first success wins and the other is
+   * interrupted. A primary that fails before the delay fails the round at once; when both
+   * fail, the one that failed last is reported.
+   *
+   * Written as a small state machine over the two fibers and a timer rather than with
+   * `Effect.race`: a round then forks one fiber (two with a twin) and interrupts only a
+   * loser that is still running, which matters when thousands of rounds run a second
+   * (the simulation).
+   */
+  round(attemptHints: Hints, n: number): Effect.Effect<A, Failure, R> {
+    const hedge = this.p.hedge
+    if (hedge === undefined) return this.attemptOn(attemptHints, n, false)
+    return Effect.flatMap(timer.scheduleTask, (schedule) =>
+      Effect.uninterruptibleMask((restore) => {
+        let fired = false
+        let cancelTimer = noop
+        /** Wakes the round when something it waits for has happened. */
+        let wake: (() => void) | undefined
+        // the delay depends on the endpoint the primary got (its p95), known once it starts
+        const armTimer = (endpoint: Endpoint) =>
+          Effect.map(this.hedgeDelayFor(hedge, endpoint), (delay) => {
+            if (delay === undefined) return
+            cancelTimer = schedule(() => {
+              fired = true
+              wake?.()
+            }, Duration.toMillis(delay))
+          })
+        const untried = () =>
+          hintsWith(attemptHints, concat(attemptHints.exclude, this.tried), attemptHints.minContextWindow, undefined)
+        return Effect.gen(this, function*() {
+          const primary = yield* Effect.fork(restore(this.attemptOn(attemptHints, n, false, armTimer)))
+          let twin: Fiber.RuntimeFiber<A, Failure | NoTwin> | undefined
+          let twinAsked = false
+          return yield* Effect.gen(this, function*() {
+            for (;;) {
+              const p = primary.unsafePoll()
+              const t = twin?.unsafePoll() ?? null
+              if (p !== null && Exit.isSuccess(p)) {
+                cancelTimer()
+                this.answeredBy = this.primaryOn
+                return yield* won(primary, p.value, twin)
+              }
+              if (t !== null && Exit.isSuccess(t)) {
+                this.answeredBy = this.twinOn
+                return yield* won(twin!, t.value, primary)
+              }
+              if (t !== null && Exit.isFailure(t) && isNoTwin(t.cause)) {
+                // no other endpoint: the retry was not spent, and the primary goes on alone
+                twin = undefined
+                continue
+              }
+              if (p !== null && (twin === undefined || t !== null)) {
+                cancelTimer()
+                // both failed: report the one that failed last (recorded by `attemptOn`)
+                if (t !== null && Exit.isFailure(t) && this.lastFailure !== undefined) {
+                  const last = this.lastFailure.error
+                  const twinLast = Option.exists(Cause.failureOption(t.cause), (e) => e === last)
+                  return yield* (twinLast ? t as Exit.Exit<never, Failure> : p)
+                }
+                return yield* p
+              }
+              if (fired && !twinAsked && p === null) {
+                twinAsked = true
+                if (this.routing.withdraw()) {
+                  twin = yield* Effect.fork(restore(
+                    Effect.catchTag(this.attemptOn(untried(), n, true), "NoEndpointAvailable", () => {
+                      this.routing.refund()
+                      return Effect.fail(noTwin)
+                    })
+                  ))
+                }
+                continue
+              }
+              yield* restore(untilChange(
+                [primary, twin].filter((f): f is Fiber.RuntimeFiber<A, any> =>
+                  f !== undefined && f.unsafePoll() === null
+                ),
+                (w) => {
+                  wake = w
+                  // the timer may have fired between the checks above and now (the
+                  // fiber can yield in between): a wake-up due is not dropped
+                  if (w !== undefined && fired && !twinAsked) w()
+                }
+              ))
+            }
+          }).pipe(Effect.onInterrupt(() =>
+            Effect.flatMap(Effect.fiberId, (id) => {
+              // both stopped at once (as a race would), then awaited; the timer last, in
+              // case the primary armed it meanwhile
+              const running = twin === undefined ? [primary] : [primary, twin]
+              for (const fiber of running) fiber.unsafeInterruptAsFork(id)
+              return Effect.ensuring(
+                Effect.forEach(running, (fiber) => fiber.await, { discard: true }),
+                Effect.sync(() => cancelTimer())
+              )
+            })
+          ))
+        })
+      }))
+  }
+
+  /** How long the twin waits for an attempt on `endpoint`; `undefined`: no hedge for it. */
+  hedgeDelayFor(hedge: NonNullable<Policy["hedge"]>, endpoint: Endpoint): Effect.Effect<Duration.Duration | undefined> {
+    if (hedge.delay !== "p95") return Effect.succeed(Duration.decode(hedge.delay))
+    const { minDelay, minSamples } = hedge
+    return Effect.map(
+      this.routing.balancer.latencyQuantile(endpoint.name, 0.95),
+      (p95) =>
+        p95 === undefined || p95.samples < (minSamples ?? 20)
+          ? undefined
+          : Duration.millis(Math.max(p95.upper ?? p95.ms, toMillis(minDelay, 0)))
+    )
+  }
+}
+
+/** An attempt's outcome from how it ended; `undefined` for a defect, which is none. */
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): Attempt["outcome"] | undefined => {
+  if (Exit.isSuccess(exit)) return "Success"
+  const failure = Cause.failureOption(exit.cause)
+  if (failure._tag === "Some") return (failure.value as ProviderError)._tag
+  // interrupted (a lost hedge race, the caller gave up)
+  return Cause.isInterruptedOnly(exit.cause) ? "Cancelled" : undefined
+}
+
+const noHints: Hints = {}
+
 export const make = (options?: Options): Effect.Effect<RouterService, InvalidConfig, Balancer> =>
   Effect.gen(function*() {
     const issues = budgetIssues(options)
@@ -259,11 +653,15 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       cell.budget = RetryBudget.refund(cell.budget)
     }
 
+    const routing: Routing = { balancer, use: useObserved(balancer), clock, withdraw, refund }
+
     const execute = <A, R>(
       call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
       policy?: Policy
     ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
-      Effect.gen(function*() {
+      // one step to start the call: its checks, its count and its span (plain functions
+      // rather than a generator: this runs on every call, see docs/design.md)
+      Effect.withFiberRuntime((fiber) => {
         const p: Policy = policy === undefined
           ? defaults
           : options?.defaults === undefined
@@ -272,7 +670,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         // the defaults were checked when the router was made
         const problems = policy === undefined ? noProblems : policyProblems(p)
         if (problems.length > 0) {
-          return yield* Effect.fail(
+          return Effect.fail(
             new RoutingFailed({
               reason: "invalid-policy",
               lastError: undefined,
@@ -281,296 +679,12 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
             })
           )
         }
-        const maxAttempts = p.maxAttempts ?? 3
-        const backoff = (p.backoff ?? defaultBackoff) as Schedule.Schedule<unknown, Failure | undefined>
         const start = clock.unsafeCurrentTimeMillis()
-        const deadline = start + toMillis(p.timeout, Infinity)
-        const attemptTimeoutMs = toMillis(p.attemptTimeout, Infinity)
-        const hedge = p.hedge
-        /** How long the twin waits for an attempt on `endpoint`; `undefined`: no hedge for it. */
-        const hedgeDelayFor = (endpoint: Endpoint): Effect.Effect<Duration.Duration | undefined> => {
-          if (hedge === undefined) return Effect.succeed(undefined)
-          if (hedge.delay !== "p95") return Effect.succeed(Duration.decode(hedge.delay))
-          const { minDelay, minSamples } = hedge
-          return Effect.map(balancer.latencyQuantile(endpoint.name, 0.95), (p95) =>
-            p95 === undefined || p95.samples < (minSamples ?? 20)
-              ? undefined
-              : Duration.millis(Math.max(p95.upper ?? p95.ms, toMillis(minDelay, 0))))
-        }
-        const hints: Hints = p.hints ?? {}
         cell.budget = RetryBudget.deposit(cell.budget, start, settings)
-        yield* countRequest
-
-        const attempts: Array<Attempt> = []
-        const tried: Array<string> = []
-        // attempts per tier, and the endpoints of tiers whose attempts are spent
-        // only a policy with tiers counts per tier
-        const perTier = p.tiers === undefined ? undefined : new Map<number, number>()
-        const spentTiers: Array<string> = []
-        let minContextWindow = hints.minContextWindow
-        let scheduleState = backoff.initial
-        let lastError: Failure | undefined
-        let retryAt: number | undefined
-        // the attempt that failed last (in time), with its endpoint: with a hedge in flight
-        // the two attempts of a round can fail in either order
-        let lastFailure: { readonly error: ProviderError; readonly endpoint: Endpoint } | undefined
-        const stop = (reason: RoutingFailed["reason"]) =>
-          Effect.zipRight(
-            Effect.zipRight(
-              countFailed,
-              spans.annotate(() => ({ "llm.attempts": attempts.length, "llm.outcome": reason }))
-            ),
-            Effect.fail(new RoutingFailed({ reason, lastError, attempts: attempts.slice(), retryAt }))
-          )
-
-        /** One attempt on an endpoint the balancer picks under `attemptHints`. */
-        const attemptOn = (
-          attemptHints: Hints,
-          n: number,
-          hedge: boolean,
-          /** Runs as the attempt starts, before the call (the hedge arms its timer). */
-          onStart?: (endpoint: Endpoint) => Effect.Effect<void>
-        ) =>
-          balancer.use((endpoint, lease) =>
-            Effect.suspend(() => {
-              const startedAt = clock.unsafeCurrentTimeMillis()
-              if (!tried.includes(endpoint.name)) {
-                tried.push(endpoint.name)
-              }
-              const tier = p.tiers?.[endpoint.priority]
-              perTier?.set(endpoint.priority, (perTier.get(endpoint.priority) ?? 0) + 1)
-              const ownLimit = toMillis(tier?.attemptTimeout, attemptTimeoutMs)
-              const left = deadline - startedAt
-              const timeoutMs = Math.min(ownLimit, left)
-              // the call's deadline, not the endpoint, is what cut this attempt short
-              const cutByDeadline = left < ownLimit
-              const timedOut = () =>
-                new Timeout({
-                  endpoint: endpoint.name,
-                  detail: `no answer within ${Math.round(Math.max(0, timeoutMs))} ms`,
-                  cutByDeadline
-                })
-              const timed = !Number.isFinite(timeoutMs)
-                ? call(endpoint, n, lease)
-                : timeoutMs <= 0
-                ? Effect.fail(timedOut())
-                : timer.timeoutFail(call(endpoint, n, lease), timeoutMs, timedOut)
-              // one synchronous step for the record, the metrics and the span: this runs on
-              // every attempt, and each effect operation costs more than all of it
-              const record = (outcome: Attempt["outcome"]) =>
-                Effect.withFiberRuntime<void>((fiber) => {
-                  const at = clock.unsafeCurrentTimeMillis()
-                  const latencyMs = at - startedAt
-                  attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
-                  const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-                  attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
-                  latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
-                  spans.annotateIn(fiber, "llm.outcome", outcome)
-                  return balancer.reportAttempt(
-                    Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
-                  )
-                })
-              const attempt = spans.withSpan(
-                (hedge ? Effect.zipRight(countHedge, timed) : timed).pipe(
-                  Effect.onExit((exit) => {
-                    if (Exit.isSuccess(exit)) {
-                      return record("Success")
-                    }
-                    const failure = Cause.failureOption(exit.cause)
-                    if (failure._tag === "Some") {
-                      lastFailure = { error: failure.value, endpoint }
-                      return record(failure.value._tag)
-                    }
-                    // interrupted (a lost hedge race, the caller gave up); a defect is no attempt's outcome
-                    return Cause.isInterruptedOnly(exit.cause) ? record("Cancelled") : Effect.void
-                  }),
-                  Effect.map((value) =>
-                    [value, endpoint] as const
-                  )
-                ),
-                "effect-llm-balancer.attempt",
-                () => ({
-                  attributes: {
-                    "llm.endpoint": endpoint.name,
-                    "llm.provider": endpoint.provider,
-                    "llm.attempt": n,
-                    hedge
-                  }
-                })
-              )
-              return onStart === undefined ? attempt : Effect.zipRight(onStart(endpoint), attempt)
-            }), attemptHints)
-
-        /**
-         * An attempt, hedged when the policy asks: if it has not answered after the delay,
-         * a twin starts on an endpoint not tried yet; the first success wins and the other
-         * is interrupted. A primary that fails before the delay fails the round at once;
-         * when both fail, the one that failed last is reported.
-         *
-         * Written as a small state machine over the two fibers and a timer rather than with
-         * `Effect.race`: a round then forks one fiber (two with a twin) and interrupts only a
-         * loser that is still running, which matters when thousands of rounds run a second
-         * (the simulation).
-         */
-        type Answer = Effect.Effect.Success<ReturnType<typeof attemptOn>>
-        type Needs = Effect.Effect.Context<ReturnType<typeof attemptOn>>
-        const round = (attemptHints: Hints, n: number): Effect.Effect<Answer, Failure, Needs> => {
-          if (hedge === undefined) return attemptOn(attemptHints, n, false)
-          return Effect.flatMap(timer.scheduleTask, (schedule) =>
-            Effect.uninterruptibleMask((restore) => {
-              let fired = false
-              let cancelTimer = noop
-              /** Wakes the round when something it waits for has happened. */
-              let wake: (() => void) | undefined
-              // the delay depends on the endpoint the primary got (its p95), known once it starts
-              const armTimer = (endpoint: Endpoint) =>
-                Effect.map(hedgeDelayFor(endpoint), (delay) => {
-                  if (delay === undefined) return
-                  cancelTimer = schedule(() => {
-                    fired = true
-                    wake?.()
-                  }, Duration.toMillis(delay))
-                })
-              const untried = () =>
-                hintsWith(attemptHints, concat(attemptHints.exclude, tried), attemptHints.minContextWindow, undefined)
-              return Effect.gen(function*() {
-                const primary = yield* Effect.fork(restore(attemptOn(attemptHints, n, false, armTimer)))
-                let twin: Fiber.RuntimeFiber<Answer, Failure | NoTwin> | undefined
-                let twinAsked = false
-                return yield* Effect.gen(function*() {
-                  for (;;) {
-                    const p = primary.unsafePoll()
-                    const t = twin?.unsafePoll() ?? null
-                    if (p !== null && Exit.isSuccess(p)) {
-                      cancelTimer()
-                      return yield* won(primary, p.value, twin)
-                    }
-                    if (t !== null && Exit.isSuccess(t)) return yield* won(twin!, t.value, primary)
-                    if (t !== null && Exit.isFailure(t) && isNoTwin(t.cause)) {
-                      // no other endpoint: the retry was not spent, and the primary goes on alone
-                      twin = undefined
-                      continue
-                    }
-                    if (p !== null && (twin === undefined || t !== null)) {
-                      cancelTimer()
-                      // both failed: report the one that failed last (recorded by `attemptOn`)
-                      if (t !== null && Exit.isFailure(t) && lastFailure !== undefined) {
-                        const last = lastFailure.error
-                        const twinLast = Option.exists(Cause.failureOption(t.cause), (e) => e === last)
-                        return yield* (twinLast ? t as Exit.Exit<never, Failure> : p)
-                      }
-                      return yield* p
-                    }
-                    if (fired && !twinAsked && p === null) {
-                      twinAsked = true
-                      if (withdraw()) {
-                        twin = yield* Effect.fork(restore(
-                          Effect.catchTag(attemptOn(untried(), n, true), "NoEndpointAvailable", () => {
-                            refund()
-                            return Effect.fail(noTwin)
-                          })
-                        ))
-                      }
-                      continue
-                    }
-                    yield* restore(untilChange(
-                      [primary, twin].filter((f): f is Fiber.RuntimeFiber<Answer, any> =>
-                        f !== undefined && f.unsafePoll() === null
-                      ),
-                      (w) => {
-                        wake = w
-                        // the timer may have fired between the checks above and now (the
-                        // fiber can yield in between): a wake-up due is not dropped
-                        if (w !== undefined && fired && !twinAsked) w()
-                      }
-                    ))
-                  }
-                }).pipe(Effect.onInterrupt(() =>
-                  Effect.flatMap(Effect.fiberId, (id) => {
-                    // both stopped at once (as a race would), then awaited; the timer last, in
-                    // case the primary armed it meanwhile
-                    const running = twin === undefined ? [primary] : [primary, twin]
-                    for (const fiber of running) fiber.unsafeInterruptAsFork(id)
-                    return Effect.ensuring(
-                      Effect.forEach(running, (fiber) => fiber.await, { discard: true }),
-                      Effect.sync(() => cancelTimer())
-                    )
-                  })
-                ))
-              })
-            }))
-        }
-
-        for (let n = 1;; n++) {
-          const now = clock.unsafeCurrentTimeMillis()
-          if (n > 1 && n > maxAttempts) return yield* stop("attempts-exhausted")
-          if (now >= deadline) return yield* stop("deadline")
-          if (n > 1) {
-            if (!withdraw()) return yield* stop("retry-budget")
-            yield* countRetry
-          }
-          if (p.tiers !== undefined) {
-            for (const [key, limits] of Object.entries(p.tiers)) {
-              const tier = Number(key)
-              if (limits.maxAttempts !== undefined && (perTier?.get(tier) ?? 0) >= limits.maxAttempts) {
-                const names = (yield* balancer.endpoints).filter((e) => e.priority === tier).map((e) => e.name)
-                for (const name of names) if (!spentTiers.includes(name)) spentTiers.push(name)
-              }
-            }
-          }
-          const exclude = concat(hints.exclude, spentTiers)
-          const untried = hintsWith(
-            hints,
-            concat(exclude, tried),
-            minContextWindow,
-            // waiting for capacity is part of the call's time
-            n === 1 && hints.wait !== undefined
-              ? Duration.millis(Math.min(Duration.toMillis(Duration.decode(hints.wait)), deadline - now))
-              : undefined
-          )
-          let outcome = yield* Effect.either(round(untried, n))
-          if (Either.isLeft(outcome) && outcome.left._tag === "NoEndpointAvailable" && tried.length > 0) {
-            // every routable endpoint was tried: back off, then any endpoint again
-            const [state, , decision] = yield* backoff.step(now, lastError, scheduleState)
-            // a stop here makes no attempt: the retry taken for it is given back
-            if (ScheduleDecision.isDone(decision)) {
-              if (n > 1) refund()
-              return yield* stop("attempts-exhausted")
-            }
-            scheduleState = state
-            const delay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
-            if (now + delay >= deadline) {
-              if (n > 1) refund()
-              return yield* stop("deadline")
-            }
-            if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
-            outcome = yield* Effect.either(round(hintsWith(hints, exclude, minContextWindow, undefined), n))
-          }
-          if (Either.isRight(outcome)) {
-            const [value, endpoint] = outcome.right
-            yield* spans.annotate(() => ({
-              "llm.endpoint": endpoint.name,
-              "llm.attempts": attempts.length,
-              "llm.outcome": "Success"
-            }))
-            return { value, endpoint, attempts: attempts.slice() }
-          }
-          const error = outcome.left
-          if (error._tag === "NoEndpointAvailable") {
-            // the last real error stays the provider's; when an endpoint frees up is kept apart
-            retryAt = error.retryAt
-            if (lastError === undefined) lastError = error
-            return yield* stop("no-endpoint")
-          }
-          lastError = error
-          if (error._tag === "ContextLengthExceeded") {
-            // only a larger window can help
-            minContextWindow = Math.max(minContextWindow ?? 0, (lastFailure?.endpoint.contextWindow ?? 0) + 1)
-            continue
-          }
-          if (!error.retryable) return yield* stop("not-retryable")
-        }
-      }).pipe((effect) => spans.withSpan(effect, "effect-llm-balancer.execute"))
+        requests.unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
+        const routed = new Call(routing, call, p, start).from(1)
+        return spans.traced(fiber) ? Effect.withSpan(routed, "effect-llm-balancer.execute", spanOptions) : routed
+      })
 
     return { execute }
   })

@@ -20,6 +20,10 @@ export const withSpan = <A, E, R>(
     tracer === nativeTracer ? effect : Effect.withSpan(effect, name, { captureStackTrace: false, ...options?.() })
   )
 
+/** Whether spans are collected: the fiber's tracer is not Effect's native one. */
+export const traced = (fiber: { readonly currentTracer: Tracer.Tracer }): boolean =>
+  fiber.currentTracer !== nativeTracer
+
 /**
  * Sets attributes on the current span, if there is one. (`Effect.annotateCurrentSpan`
  * builds and discards a `NoSuchElementException`, stack trace and all, when there is
@@ -41,3 +45,17 @@ export const annotateIn = (fiber: { readonly currentContext: Context.Context<nev
   const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
   if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute(key, value)
 }
+
+/** `annotate`, then `then`, in one step. */
+export const annotateThen = <A, E>(
+  attributes: () => Readonly<Record<string, unknown>>,
+  then: Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  Effect.withFiberRuntime<A, E>((fiber) => {
+    const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+    if (span._tag === "Some" && span.value._tag === "Span") {
+      const values = attributes()
+      for (const key in values) span.value.attribute(key, values[key])
+    }
+    return then
+  })
