@@ -962,8 +962,12 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       yield* Effect.forkScoped(healthChecks(resolved.healthCheck))
     }
 
+    // the router reports every attempt: with nobody listening that is work for nothing
+    const reportAttempt = (event: Event & { readonly _tag: "AttemptEnded" }): Effect.Effect<void> =>
+      listeners === 0 ? Effect.void : PubSub.publish(pubsub, event).pipe(Effect.asVoid)
+
     const service: BalancerService & Observable = {
-      [UseObserved]: { use, useObserved },
+      [UseObserved]: { use, useObserved, reportAttempt, unheard: () => listeners === 0 },
       strategy: strategy.name,
       // with a store, the reservation and the store's answer are apart in time: the lease
       // must reach the caller even if it is interrupted in between
@@ -1001,7 +1005,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       events: Stream.unwrapScoped(Effect.map(subscribe, (queue) => Stream.fromQueue(queue))),
       subscribe,
       // the router reports every attempt: with nobody listening that is work for nothing
-      reportAttempt: (event) => listeners === 0 ? Effect.void : PubSub.publish(pubsub, event).pipe(Effect.asVoid)
+      reportAttempt
     }
     return service
   })

@@ -38,8 +38,25 @@ export type UseObservedFn = <A, E, R>(
  * that `use` called, so it gets the generic form.
  */
 export interface Observable {
-  readonly [UseObserved]: { readonly use: BalancerService["use"]; readonly useObserved: UseObservedFn }
+  readonly [UseObserved]: {
+    readonly use: BalancerService["use"]
+    readonly useObserved: UseObservedFn
+    readonly reportAttempt: BalancerService["reportAttempt"]
+    /** Nobody is subscribed to the balancer's events. */
+    readonly unheard: () => boolean
+  }
 }
+
+/**
+ * Whether an attempt's report would go nowhere, so that the router need not even build it:
+ * only for this library's balancer, when nobody listens and `reportAttempt` is its own.
+ */
+export const unheard = (balancer: BalancerService): () => boolean => {
+  const own = (balancer as BalancerService & Partial<Observable>)[UseObserved]
+  return own !== undefined && own.reportAttempt === balancer.reportAttempt ? own.unheard : never
+}
+
+const never = () => false
 
 /** `balancer.use(f, hints)`, with `observe` run as each call ends. */
 export const useObserved = (balancer: BalancerService): UseObservedFn => {

@@ -23,7 +23,7 @@ import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
 import type { UseObservedFn } from "./hotPath.js"
-import { useObserved } from "./hotPath.js"
+import { unheard, useObserved } from "./hotPath.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 import * as spans from "./spans.js"
@@ -57,40 +57,44 @@ const attemptLatencyKey = MetricKey.histogram(
 export const attemptLatency = Metric.fromMetricKey(attemptLatencyKey)
 
 /**
- * Tagged metrics, made once per tag set: `Metric.tagged` builds a new key (and hashes it
+ * An endpoint's tagged metrics, made once: `Metric.tagged` builds a new key (and hashes it
  * into the registry) on every update, which cost more than the rest of an attempt.
  */
-const tagged = <M>(cache: Map<string, M>, id: string, make: () => M): M => {
-  let metric = cache.get(id)
-  if (metric === undefined) {
-    // endpoints come and go: a bounded cache (a metric made again is the same metric)
-    if (cache.size >= maxTagged) cache.clear()
-    metric = make()
-    cache.set(id, metric)
-  }
-  return metric
+interface EndpointMetrics {
+  readonly latency: Metric.Metric.Histogram<number>
+  /** By outcome. */
+  readonly attempts: Map<string, Metric.Metric.Counter<number>>
 }
+const endpointMetrics = new Map<string, EndpointMetrics>()
+// endpoints come and go: a bounded cache (a metric made again is the same metric)
 const maxTagged = 4096
-const attemptCounters = new Map<string, Metric.Metric.Counter<number>>()
-const latencyHistograms = new Map<string, Metric.Metric.Histogram<number>>()
-const attemptCounter = (endpoint: string, outcome: string) =>
-  tagged(
-    attemptCounters,
-    `${endpoint}\u0000${outcome}`,
-    () =>
-      Metric.fromMetricKey(
-        MetricKey.taggedWithLabels(attemptsKey, [
-          MetricLabel.make("endpoint", endpoint),
-          MetricLabel.make("outcome", outcome)
-        ])
-      )
-  )
-const latencyHistogram = (endpoint: string) =>
-  tagged(
-    latencyHistograms,
-    endpoint,
-    () => Metric.fromMetricKey(MetricKey.taggedWithLabels(attemptLatencyKey, [MetricLabel.make("endpoint", endpoint)]))
-  )
+const metricsOf = (endpoint: string): EndpointMetrics => {
+  let metrics = endpointMetrics.get(endpoint)
+  if (metrics === undefined) {
+    if (endpointMetrics.size >= maxTagged) endpointMetrics.clear()
+    metrics = {
+      latency: Metric.fromMetricKey(
+        MetricKey.taggedWithLabels(attemptLatencyKey, [MetricLabel.make("endpoint", endpoint)])
+      ),
+      attempts: new Map()
+    }
+    endpointMetrics.set(endpoint, metrics)
+  }
+  return metrics
+}
+const attemptCounter = (metrics: EndpointMetrics, endpoint: string, outcome: string) => {
+  let counter = metrics.attempts.get(outcome)
+  if (counter === undefined) {
+    counter = Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(attemptsKey, [
+        MetricLabel.make("endpoint", endpoint),
+        MetricLabel.make("outcome", outcome)
+      ])
+    )
+    metrics.attempts.set(outcome, counter)
+  }
+  return counter
+}
 
 type Failure = ProviderError | NoEndpointAvailable
 
@@ -241,6 +245,8 @@ const budgetIssues = (options: Options | undefined): ReadonlyArray<ConfigIssue> 
 interface Routing {
   readonly balancer: BalancerService
   readonly use: UseObservedFn
+  /** Nobody would hear an attempt's report. */
+  readonly unheard: () => boolean
   readonly clock: Clock.Clock
   /** Takes a retry from the budget, if it allows one. */
   readonly withdraw: () => boolean
@@ -485,13 +491,15 @@ class Call<A, R> {
           const latencyMs = at - startedAt
           this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
           const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-          attemptCounter(endpoint.name, outcome).unsafeUpdate(1, labels)
-          latencyHistogram(endpoint.name).unsafeUpdate(latencyMs, labels)
+          const metrics = metricsOf(endpoint.name)
+          attemptCounter(metrics, endpoint.name, outcome).unsafeUpdate(1, labels)
+          metrics.latency.unsafeUpdate(latencyMs, labels)
+          // nobody listening is the common case: no event, no operation, for nothing
+          if (this.routing.unheard()) return settled
           const reported = this.routing.balancer.reportAttempt(
             Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
           )
-          // nobody listening is the common case: no operation for nothing
-          return reported === Effect.void ? settled : Effect.zipRight(reported, settled)
+          return Effect.zipRight(reported, settled)
         })
     )
   }
@@ -653,7 +661,14 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       cell.budget = RetryBudget.refund(cell.budget)
     }
 
-    const routing: Routing = { balancer, use: useObserved(balancer), clock, withdraw, refund }
+    const routing: Routing = {
+      balancer,
+      use: useObserved(balancer),
+      unheard: unheard(balancer),
+      clock,
+      withdraw,
+      refund
+    }
 
     const execute = <A, R>(
       call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
