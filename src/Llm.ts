@@ -95,7 +95,10 @@ export const complete = (
   // docs/design.md, "What a routed call costs")
   Effect.withFiberRuntime((fiber): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> => {
     const decoded = Chat.decodeRequestEither(input)
-    if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
+    if (Either.isLeft(decoded)) {
+      const failed = Effect.fail(decoded.left)
+      return spans.traced(fiber) ? Effect.withSpan(failed, "effect-llm-balancer.complete", spanOptions) : failed
+    }
     const request = decoded.right
     const context = fiber.currentContext as Context.Context<Router | Providers>
     const providers = Context.get(context, Providers)
@@ -129,9 +132,11 @@ export const complete = (
       }
     )
     return spans.traced(fiber)
-      ? Effect.withSpan(routed, "effect-llm-balancer.complete", { captureStackTrace: false })
+      ? Effect.withSpan(routed, "effect-llm-balancer.complete", spanOptions)
       : routed
   })
+
+const spanOptions = { captureStackTrace: false } as const
 
 /** A provider's `Delta` and `Finish` are the routed stream's as they are; `Start` is consumed. */
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => part._tag === "Start" ? undefined : part

@@ -1,8 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
-import type { Context } from "effect"
-import { Chunk, Clock, Duration, Effect, Exit, Fiber, Metric, Queue, Random, Schedule, TestClock, Tracer } from "effect"
+import {
+  Cause,
+  Chunk,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  Queue,
+  Random,
+  Schedule,
+  TestClock,
+  Tracer
+} from "effect"
 import type { Endpoint } from "../src/index.js"
-import { Balancer, Errors, Outcome, Router } from "../src/index.js"
+import { Balancer, Errors, Outcome, Router, Store } from "../src/index.js"
 import { endpoint, makeRouter } from "./helpers.js"
 
 const setup = makeRouter
@@ -225,6 +240,70 @@ describe("observability", () => {
       const after = yield* Effect.all([Metric.value(requests), Metric.value(retries), Metric.value(attemptsOnA)])
       expect(after.map((a, i) => a.count - before[i].count)).toEqual([2, 2, 2])
     }))
+})
+
+describe("the balancer's bookkeeping around each attempt", () => {
+  // the router records each attempt inside the balancer's own region, before the lease is
+  // given back: nothing that happens there may keep the lease, or invent an attempt
+  it.scoped("a report that dies still gives the lease back (the call dies with it)", () =>
+    Effect.gen(function*() {
+      const real = yield* Effect.orDie(Balancer.make({ endpoints: [endpoint("a")] }))
+      const wrapped: Balancer.BalancerService = { ...real, reportAttempt: () => Effect.dieMessage("report broke") }
+      const router = yield* Effect.orDie(Effect.provideService(Router.make(), Balancer.Balancer, wrapped))
+      const exit = yield* Effect.exit(router.execute(() => Effect.succeed(1)))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect((yield* real.stats)[0].active).toBe(0)
+      // and the balancer still serves
+      const again = yield* Effect.orDie(Effect.provideService(Router.make(), Balancer.Balancer, real))
+      expect((yield* again.execute(() => Effect.succeed(2))).value).toBe(2)
+    }))
+
+  it.live("a hedge's twin interrupted while the shared store admits it made no call and is no attempt", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const memory = Context.get(yield* Layer.build(Store.memory), Store.Store)
+      let admits = 0
+      const slowStore: Store.StoreService = {
+        ...memory,
+        // the twin's admission (the second) takes longer than the primary's answer
+        admit: (request) =>
+          ++admits > 1 ? Effect.zipRight(Effect.sleep("300 millis"), memory.admit(request)) : memory.admit(request)
+      }
+      const balancer = yield* Effect.orDie(
+        Effect.provideService(Balancer.make({ endpoints: [endpoint("a"), endpoint("b")] }), Store.Store, slowStore)
+      )
+      const router = yield* Effect.orDie(Effect.provideService(Router.make(), Balancer.Balancer, balancer))
+      let calls = 0
+      const routed = yield* router.execute(
+        (e) => ++calls === 1 ? Effect.as(Effect.sleep("100 millis"), e.name) : Effect.succeed(e.name),
+        { hedge: { delay: "10 millis" } }
+      )
+      expect(calls).toBe(1)
+      expect(routed.attempts.map((a) => [a.endpoint, a.hedge, a.outcome])).toEqual([[
+        routed.endpoint.name,
+        false,
+        "Success"
+      ]])
+      expect((yield* balancer.stats).map((s) => s.active)).toEqual([0, 0])
+    })))
+
+  it.live("the attempts of an answer do not change after it is returned", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // a foreign balancer whose use returns before an interrupted call has ended: the
+      // hedge's loser is recorded after the answer
+      const real = yield* Effect.orDie(Balancer.make({ endpoints: [endpoint("slow"), endpoint("fast")] }))
+      const detached: Balancer.BalancerService = { ...real, use: (f, hints) => Effect.disconnect(real.use(f, hints)) }
+      const router = yield* Effect.orDie(Effect.provideService(Router.make(), Balancer.Balancer, detached))
+      const routed = yield* router.execute(
+        (e) =>
+          e.name === "slow"
+            ? Effect.as(Effect.sleep("1 second"), "slow").pipe(Effect.onInterrupt(() => Effect.sleep("20 millis")))
+            : Effect.as(Effect.sleep("10 millis"), "fast"),
+        { hedge: { delay: "10 millis" } }
+      )
+      const seen = routed.attempts.length
+      yield* Effect.sleep("100 millis")
+      expect(routed.attempts.length).toBe(seen)
+    })))
 })
 
 describe("hedging", () => {

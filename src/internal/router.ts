@@ -383,7 +383,9 @@ class Call<A, R> {
 
   succeed(value: A): Effect.Effect<Routed<A>> {
     const endpoint = (this.p.hedge === undefined ? this.primaryOn : this.answeredBy)!
-    const routed: Routed<A> = { value, endpoint, attempts: this.attempts }
+    // a copy: an attempt recorded late (a foreign balancer that lets a hedge's loser end
+    // after the call) must not change the caller's answer
+    const routed: Routed<A> = { value, endpoint, attempts: this.attempts.slice() }
     return spans.annotateThen(() => ({
       "llm.endpoint": endpoint.name,
       "llm.attempts": this.attempts.length,
@@ -429,6 +431,9 @@ class Call<A, R> {
     onStart?: (endpoint: Endpoint) => Effect.Effect<void>
   ): Effect.Effect<A, Failure, R> {
     let startedAt = 0
+    // set as the call starts: an attempt interrupted before (while the lease was being
+    // admitted, or the hedge's timer armed) made no call, and is no attempt
+    let startedOn: Endpoint | undefined
     return this.routing.use(
       (endpoint, lease) =>
         Effect.withFiberRuntime((fiber) => {
@@ -474,34 +479,67 @@ class Call<A, R> {
               }
             )
             : counted
-          return onStart === undefined ? attempt : Effect.zipRight(onStart(endpoint), attempt)
+          if (onStart === undefined) {
+            startedOn = endpoint
+            return attempt
+          }
+          return Effect.zipRight(
+            onStart(endpoint),
+            Effect.suspend(() => {
+              startedOn = endpoint
+              return attempt
+            })
+          )
         }),
       attemptHints,
       // recorded in the balancer's own region as the attempt ends, in one synchronous step:
       // this runs on every attempt, and each effect operation costs more than all of it
-      (exit, lease, settled) =>
+      // (the observer must end in `settled`, which gives the lease back, whatever happens)
+      (exit, _lease, settled) =>
         Effect.withFiberRuntime((fiber) => {
           const outcome = outcomeOf(exit)
+          const endpoint = startedOn
           // a defect is no attempt's outcome
-          if (outcome === undefined) return settled
-          const endpoint = lease.endpoint
-          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
-          if (failure._tag === "Some") this.lastFailure = { error: failure.value as ProviderError, endpoint }
-          const at = this.routing.clock.unsafeCurrentTimeMillis()
-          const latencyMs = at - startedAt
-          this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
-          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-          const metrics = metricsOf(endpoint.name)
-          attemptCounter(metrics, endpoint.name, outcome).unsafeUpdate(1, labels)
-          metrics.latency.unsafeUpdate(latencyMs, labels)
-          // nobody listening is the common case: no event, no operation, for nothing
-          if (this.routing.unheard()) return settled
-          const reported = this.routing.balancer.reportAttempt(
-            Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
-          )
-          return Effect.zipRight(reported, settled)
+          if (outcome === undefined || endpoint === undefined) return settled
+          try {
+            return this.record(fiber, exit, outcome, endpoint, n, hedge, startedAt, settled)
+          } catch (error) {
+            return Effect.zipRight(Effect.exit(settled), Effect.die(error))
+          }
         })
     )
+  }
+
+  /** One attempt's record, metrics and event; then `settled`, even if the event fails. */
+  record<X, E>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    exit: Exit.Exit<unknown, unknown>,
+    outcome: Attempt["outcome"],
+    endpoint: Endpoint,
+    n: number,
+    hedge: boolean,
+    startedAt: number,
+    settled: Effect.Effect<X, E>
+  ): Effect.Effect<X, E> {
+    const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+    if (failure._tag === "Some") this.lastFailure = { error: failure.value as ProviderError, endpoint }
+    const at = this.routing.clock.unsafeCurrentTimeMillis()
+    const latencyMs = at - startedAt
+    this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
+    const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+    const metrics = metricsOf(endpoint.name)
+    attemptCounter(metrics, endpoint.name, outcome).unsafeUpdate(1, labels)
+    metrics.latency.unsafeUpdate(latencyMs, labels)
+    // nobody listening is the common case: no event, no operation, for nothing
+    if (this.routing.unheard()) return settled
+    const reported = this.routing.balancer.reportAttempt(
+      Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
+    )
+    // a report that fails (a wrapper's, a pubsub shut down) still lets the lease go
+    return Effect.matchCauseEffect(reported, {
+      onSuccess: () => settled,
+      onFailure: (cause) => Effect.zipRight(Effect.exit(settled), Effect.failCause(cause))
+    })
   }
 
   /**
@@ -661,10 +699,11 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       cell.budget = RetryBudget.refund(cell.budget)
     }
 
+    // the shortcuts are looked up on every use, so a balancer patched later (a spy) is seen
     const routing: Routing = {
       balancer,
-      use: useObserved(balancer),
-      unheard: unheard(balancer),
+      use: (f, hints, observe) => useObserved(balancer)(f, hints, observe),
+      unheard: () => unheard(balancer)(),
       clock,
       withdraw,
       refund
@@ -684,8 +723,9 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           : { ...defaults, ...policy, hints: mergeHints(defaults.hints, policy.hints) }
         // the defaults were checked when the router was made
         const problems = policy === undefined ? noProblems : policyProblems(p)
+        let routed: Effect.Effect<Routed<A>, RoutingFailed, R>
         if (problems.length > 0) {
-          return Effect.fail(
+          routed = Effect.fail(
             new RoutingFailed({
               reason: "invalid-policy",
               lastError: undefined,
@@ -693,11 +733,12 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
               detail: problems.join("; ")
             })
           )
+        } else {
+          const start = clock.unsafeCurrentTimeMillis()
+          cell.budget = RetryBudget.deposit(cell.budget, start, settings)
+          requests.unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
+          routed = new Call(routing, call, p, start).from(1)
         }
-        const start = clock.unsafeCurrentTimeMillis()
-        cell.budget = RetryBudget.deposit(cell.budget, start, settings)
-        requests.unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
-        const routed = new Call(routing, call, p, start).from(1)
         return spans.traced(fiber) ? Effect.withSpan(routed, "effect-llm-balancer.execute", spanOptions) : routed
       })
 
