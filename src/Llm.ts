@@ -96,8 +96,7 @@ export const complete = (
   Effect.withFiberRuntime((fiber): Effect.Effect<Chat.Response, RoutingFailed | InvalidRequest, Router | Providers> => {
     const decoded = Chat.decodeRequestEither(input)
     if (Either.isLeft(decoded)) {
-      const failed = Effect.fail(decoded.left)
-      return spans.traced(fiber) ? Effect.withSpan(failed, "effect-llm-balancer.complete", spanOptions) : failed
+      return spans.withSpanIn(fiber, Effect.fail(decoded.left), "effect-llm-balancer.complete")
     }
     const request = decoded.right
     const context = fiber.currentContext as Context.Context<Router | Providers>
@@ -131,12 +130,8 @@ export const complete = (
         }
       }
     )
-    return spans.traced(fiber)
-      ? Effect.withSpan(routed, "effect-llm-balancer.complete", spanOptions)
-      : routed
+    return spans.withSpanIn(fiber, routed, "effect-llm-balancer.complete")
   })
-
-const spanOptions = { captureStackTrace: false } as const
 
 /** A provider's `Delta` and `Finish` are the routed stream's as they are; `Start` is consumed. */
 const toEvent = (part: Chat.StreamPart): Chat.StreamEvent | undefined => part._tag === "Start" ? undefined : part

@@ -284,13 +284,13 @@ const endingOf = (
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
-/** What an acquisition does when nothing can serve: fail at once, or wait and try again. */
 /** A reservation's lease, or the effect that ends in it (see `attemptStep`). */
 type Acquired = LeaseImpl | Effect.Effect<Lease, NoEndpointAvailable>
 
 const leaseOf = (acquired: Acquired): Effect.Effect<Lease, NoEndpointAvailable> =>
   acquired instanceof LeaseImpl ? Effect.succeed(acquired) : acquired
 
+/** What an acquisition does when nothing can serve: fail at once, or wait and try again. */
 type OnRefused = (
   result: Table.AcquireResult & { _tag: "Rejected" },
   now: number
@@ -1004,7 +1004,6 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       ),
       events: Stream.unwrapScoped(Effect.map(subscribe, (queue) => Stream.fromQueue(queue))),
       subscribe,
-      // the router reports every attempt: with nobody listening that is work for nothing
       reportAttempt
     }
     return service

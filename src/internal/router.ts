@@ -254,8 +254,6 @@ interface Routing {
   readonly refund: () => void
 }
 
-const spanOptions = { captureStackTrace: false } as const
-
 /**
  * One routed call: its state, and its steps as plain methods that return the next effect
  * (a generator cost every call more than all the rest of the router; see docs/design.md).
@@ -347,14 +345,22 @@ class Call<A, R> {
         ? Duration.millis(Math.min(Duration.toMillis(Duration.decode(hints.wait)), this.deadline - now))
         : undefined
     )
-    return Effect.matchEffect(this.round(untried, n), {
-      onSuccess: (value) => this.succeed(value),
-      onFailure: (error) =>
+    return this.afterRound(
+      this.round(untried, n),
+      (error) =>
         error._tag === "NoEndpointAvailable" && this.tried.length > 0
           // every routable endpoint was tried: back off, then any endpoint again
           ? this.backOff(n, now, exclude)
           : this.failed(n, error)
-    })
+    )
+  }
+
+  /** A round's answer ends the call; its failure goes to `onFailure`. */
+  afterRound(
+    round: Effect.Effect<A, Failure, R>,
+    onFailure: (error: Failure) => Effect.Effect<Routed<A>, RoutingFailed, R>
+  ): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    return Effect.matchEffect(round, { onSuccess: (value) => this.succeed(value), onFailure })
   }
 
   backOff(n: number, now: number, exclude: ReadonlyArray<string>): Effect.Effect<Routed<A>, RoutingFailed, R> {
@@ -370,12 +376,9 @@ class Call<A, R> {
         if (n > 1) this.routing.refund()
         return this.stop("deadline")
       }
-      const again = Effect.matchEffect(
+      const again = this.afterRound(
         this.round(hintsWith(this.hints, exclude, this.minContextWindow, undefined), n),
-        {
-          onSuccess: (value) => this.succeed(value),
-          onFailure: (error) => this.failed(n, error)
-        }
+        (error) => this.failed(n, error)
       )
       return delay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(delay)), again) : again
     })
@@ -739,7 +742,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           requests.unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
           routed = new Call(routing, call, p, start).from(1)
         }
-        return spans.traced(fiber) ? Effect.withSpan(routed, "effect-llm-balancer.execute", spanOptions) : routed
+        return spans.withSpanIn(fiber, routed, "effect-llm-balancer.execute")
       })
 
     return { execute }

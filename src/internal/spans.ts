@@ -10,6 +10,8 @@ import * as Tracer from "effect/Tracer"
 /** The tracer of a program that installed none. */
 const nativeTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
+const untraced = { captureStackTrace: false } as const
+
 export const withSpan = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   name: string,
@@ -17,12 +19,23 @@ export const withSpan = <A, E, R>(
   options?: () => Tracer.SpanOptions
 ): Effect.Effect<A, E, R> =>
   Effect.tracerWith((tracer) =>
-    tracer === nativeTracer ? effect : Effect.withSpan(effect, name, { captureStackTrace: false, ...options?.() })
+    tracer === nativeTracer ? effect : Effect.withSpan(effect, name, { ...untraced, ...options?.() })
   )
 
 /** Whether spans are collected: the fiber's tracer is not Effect's native one. */
 export const traced = (fiber: { readonly currentTracer: Tracer.Tracer }): boolean =>
   fiber.currentTracer !== nativeTracer
+
+/** `withSpan` inside a step that already has the fiber: no operation of its own. */
+export const withSpanIn = <A, E, R>(
+  fiber: { readonly currentTracer: Tracer.Tracer },
+  effect: Effect.Effect<A, E, R>,
+  name: string,
+  options?: () => Tracer.SpanOptions
+): Effect.Effect<A, E, R> =>
+  traced(fiber)
+    ? Effect.withSpan(effect, name, options === undefined ? untraced : { ...untraced, ...options() })
+    : effect
 
 /**
  * Sets attributes on the current span, if there is one. (`Effect.annotateCurrentSpan`
@@ -30,21 +43,7 @@ export const traced = (fiber: { readonly currentTracer: Tracer.Tracer }): boolea
  * none, which is the common case here since native spans are skipped.)
  */
 export const annotate = (attributes: () => Readonly<Record<string, unknown>>): Effect.Effect<void> =>
-  Effect.withFiberRuntime<void>((fiber) => {
-    const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
-    if (span._tag === "Some" && span.value._tag === "Span") {
-      // made only when there is a span to take them (the common case has none)
-      const values = attributes()
-      for (const key in values) span.value.attribute(key, values[key])
-    }
-    return Effect.void
-  })
-
-/** One attribute on the fiber's current span, if there is one, inside a step already running. */
-export const annotateIn = (fiber: { readonly currentContext: Context.Context<never> }, key: string, value: unknown) => {
-  const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
-  if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute(key, value)
-}
+  annotateThen(attributes, Effect.void)
 
 /** `annotate`, then `then`, in one step. */
 export const annotateThen = <A, E>(
