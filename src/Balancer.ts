@@ -19,9 +19,10 @@
  * Effect.runPromise(Effect.provide(program, BalancerLive))
  * ```
  *
- * The endpoint table is one immutable value in a `Ref`; every operation applies a pure
- * transition (see `EndpointState`) in one synchronous `Ref.modify`, so choosing an
- * endpoint and reserving its slot is atomic and concurrent fibers never corrupt it.
+ * The endpoint table is one immutable value; every operation applies a pure transition
+ * (see `EndpointState`) to it in one synchronous step, which no other fiber can interleave
+ * with, so choosing an endpoint and reserving its slot is atomic and concurrent fibers
+ * never corrupt it (docs/design.md says why that step is not an Effect `Ref` operation).
  *
  * @since 0.1.0
  */

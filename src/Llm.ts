@@ -26,20 +26,20 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Either, Exit, Option, Stream } from "effect"
+import { Context, Effect, Either, Option, Stream } from "effect"
 import type { Hints, Lease } from "./Balancer.js"
 import { Balancer } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
 import { UnknownProviderError } from "./Errors.js"
 import { failoverStream } from "./internal/failoverStream.js"
-import { reportedNow } from "./internal/hotPath.js"
+import { executeWith, reportedNow } from "./internal/hotPath.js"
 import type { EveryHint } from "./internal/router.js"
 import * as spans from "./internal/spans.js"
 import * as Chat from "./llm/Chat.js"
 import type { Provider } from "./llm/Provider.js"
 import { Providers } from "./llm/Provider.js"
-import type { Policy } from "./Router.js"
+import type { Policy, Routed } from "./Router.js"
 import { Router } from "./Router.js"
 
 /** An endpoint whose `provider` names no registered provider: its calls fail over. */
@@ -74,6 +74,27 @@ export const hintsFor = (request: Chat.Request, policy: Policy | undefined): Hin
 
 const noHints: Hints = {}
 
+/** A completion's usage and rate-limit hints, reported on the lease of the attempt that got it. */
+const reportUsage = (completion: Chat.Completion, lease: Lease): Effect.Effect<void> | undefined => {
+  if (completion.usage === undefined && completion.rateLimit === undefined) return undefined
+  const report = { usage: completion.usage, rateLimit: completion.rateLimit }
+  return reportedNow(lease, report) ? undefined : lease.report(report)
+}
+
+/** The response: every field written out, one fixed shape, built far faster than a spread. */
+const toResponse = (routed: Routed<Chat.Completion>): Chat.Response => {
+  const completion = routed.value
+  return {
+    text: completion.text,
+    finishReason: completion.finishReason,
+    usage: completion.usage,
+    toolCalls: completion.toolCalls,
+    rateLimit: completion.rateLimit,
+    endpoint: routed.endpoint,
+    attempts: routed.attempts
+  }
+}
+
 const withHints = (request: Chat.Request, policy: Policy | undefined): Policy =>
   policy === undefined ? { hints: hintsFor(request, policy) } : ({
     ...policy,
@@ -101,35 +122,15 @@ export const complete = (
     const request = decoded.right
     const context = fiber.currentContext as Context.Context<Router | Providers>
     const providers = Context.get(context, Providers)
-    const call = (
-      endpoint: Endpoint,
-      _attempt: number,
-      lease: Lease
-    ): Effect.Effect<Chat.Completion, ProviderError> => {
+    const call = (endpoint: Endpoint): Effect.Effect<Chat.Completion, ProviderError> => {
       const provider = providers.get(endpoint.provider)
-      if (provider === undefined) return Effect.fail(noProvider(providers, endpoint))
-      return Effect.flatMap(provider.complete(endpoint, request), (completion) => {
-        if (completion.usage === undefined && completion.rateLimit === undefined) return Exit.succeed(completion)
-        const report = { usage: completion.usage, rateLimit: completion.rateLimit }
-        return reportedNow(lease, report) ? Exit.succeed(completion) : Effect.as(lease.report(report), completion)
-      })
+      return provider === undefined
+        ? Effect.fail(noProvider(providers, endpoint))
+        : provider.complete(endpoint, request)
     }
-    const routed = Effect.map(
-      Context.get(context, Router).execute(call, withHints(request, policy)),
-      (routed): Chat.Response => {
-        // every field written out: one fixed shape, built far faster than a spread
-        const completion = routed.value
-        return {
-          text: completion.text,
-          finishReason: completion.finishReason,
-          usage: completion.usage,
-          toolCalls: completion.toolCalls,
-          rateLimit: completion.rateLimit,
-          endpoint: routed.endpoint,
-          attempts: routed.attempts
-        }
-      }
-    )
+    // the usage is reported and the response built inside the router's own steps (see
+    // `executeWith`): around `execute`, each would take operations of its own
+    const routed = executeWith(Context.get(context, Router))(call, withHints(request, policy), reportUsage, toResponse)
     return spans.withSpanIn(fiber, routed, "effect-llm-balancer.complete")
   })
 

@@ -101,6 +101,31 @@ describe("Llm", () => {
       expect([a.inputTokens, a.outputTokens, a.active]).toEqual([12, 3, 0])
     }))
 
+  it.scoped("a router wrapped by the caller (its own execute) is called through, and the usage still reported", () =>
+    Effect.gen(function*() {
+      // Llm.complete takes a shortcut into this library's own router; a wrapper that puts
+      // its own `execute` in must see the call, and the answer must be whole
+      const { balancer, context } = yield* setup({ good }, [["a", "good"]])
+      const real = Context.get(context, Router.Router)
+      const calls: Array<number> = []
+      const wrapped: Router.RouterService = {
+        ...real,
+        execute: (call, policy) => {
+          calls.push(calls.length + 1)
+          return real.execute(call, policy)
+        }
+      }
+      const answer = yield* Effect.provide(
+        Llm.complete(request),
+        Context.add(context, Router.Router, wrapped)
+      )
+      expect(calls).toEqual([1])
+      expect([answer.text, answer.endpoint.name, answer.usage]).toEqual(["hi from a", "a", usage])
+      expect(answer.attempts.map((a) => [a.endpoint, a.outcome])).toEqual([["a", "Success"]])
+      const a = (yield* balancer.stats)[0]
+      expect([a.inputTokens, a.outputTokens, a.active]).toEqual([12, 3, 0])
+    }))
+
   it.scoped("a bad request fails with InvalidRequest naming the field, before any attempt", () =>
     Effect.gen(function*() {
       const { context } = yield* setup({ good }, [["a", "good"]])

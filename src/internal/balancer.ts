@@ -1,5 +1,5 @@
 import type { Clock, Scope } from "effect"
-import { Cause, Duration, Effect, Either, Exit, Metric, Option, PubSub, Random, Ref, Schedule, Stream } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Metric, Option, PubSub, Random, Schedule, Stream } from "effect"
 import type { BalancerService, EndpointStats, Hints, Lease, Options, Report, Summary } from "../Balancer.js"
 import * as Endpoint from "../Endpoint.js"
 import * as EndpointState from "../EndpointState.js"
@@ -13,7 +13,7 @@ import * as Store from "../Store.js"
 import * as Strategy from "../Strategy.js"
 import * as config from "./config.js"
 import type { Observable, Observer } from "./hotPath.js"
-import { ReportNow, UseObserved } from "./hotPath.js"
+import { ReportNow, settleAfter, UseObserved } from "./hotPath.js"
 import * as random from "./random.js"
 import * as schemas from "./schemas.js"
 import * as SlidingWindow from "./slidingWindow.js"
@@ -284,7 +284,7 @@ const endingOf = (
 
 const cancelled: Table.Ending = { _tag: "Cancelled" }
 
-/** A reservation's lease, or the effect that ends in it (see `attemptStep`). */
+/** A reservation's lease, or the effect that ends in it (see `attemptNow`). */
 type Acquired = LeaseImpl | Effect.Effect<Lease, NoEndpointAvailable>
 
 const leaseOf = (acquired: Acquired): Effect.Effect<Lease, NoEndpointAvailable> =>
@@ -389,12 +389,15 @@ export const make = (options: Options): Effect.Effect<BalancerService, InvalidCo
   Effect.flatMap(Effect.suspend(() => resolveOptions(options)), fromResolved)
 
 /**
- * The balancer. Its state is one immutable `Table` in a `Ref`; every operation is one
- * `Ref.modify` whose function is a pure transition plus the bookkeeping of this closure
- * (the freed-capacity counter and the waiters), all synchronous, so each operation is
- * atomic. The `Clock` and `Random` of the balancer's own context are captured once: a
- * call costs no service lookups, and a balancer built under `TestClock` or a seeded
- * `Random` runs on them.
+ * The balancer. Its state is one immutable `Table`, replaced only inside single
+ * synchronous steps: each operation reads it, applies a pure transition plus the
+ * bookkeeping of this closure (the freed-capacity counter and the waiters), and writes
+ * the result in one step, with nothing in between that could yield, so each operation is
+ * atomic. That is all a `Ref.modify` is in Effect's runtime (a mutable cell and one `sync`
+ * operation); doing the step inside the operation that needs it saves one or two
+ * operations on every call (see docs/design.md, "Why not STM, nor a Ref"). The `Clock`
+ * and `Random` of the balancer's own context are captured once: a call costs no service
+ * lookups, and a balancer built under `TestClock` or a seeded `Random` runs on them.
  */
 export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -414,12 +417,22 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         ? Effect.succeed(Health.resolve(policy, endpoint))
         : Health.resolveWithSchedule(policy, endpoint, Math.floor(draw() * 2 ** 32))
     const policies = yield* Effect.forEach(resolved.endpoints, policyOf)
-    const ref = yield* Ref.make(
-      resolved.endpoints.reduce(
-        (table, endpoint, i) => Table.add(table, endpoint, policies[i], start),
-        Table.make(strategy, resolved.budget)
-      )
+    // the table: read and replaced only by `modify`, `update` and `read`
+    let current = resolved.endpoints.reduce(
+      (table, endpoint, i) => Table.add(table, endpoint, policies[i], start),
+      Table.make(strategy, resolved.budget)
     )
+    /** Applies `f` in this synchronous step: the table it leaves replaces the table; its answer is returned. */
+    const modify = <B>(f: (table: Table.Table) => readonly [B, Table.Table]): B => {
+      const [answer, next] = f(current)
+      current = next
+      return answer
+    }
+    const update = (f: (table: Table.Table) => Table.Table): Effect.Effect<void> =>
+      Effect.sync(() => {
+        current = f(current)
+      })
+    const read: Effect.Effect<Table.Table> = Effect.sync(() => current)
     // per experiment arm: what its picks did (see Strategy.experiment)
     const arms = new Map<string, ArmCounters>()
     // spend over the balancer's lifetime, removed endpoints included
@@ -429,7 +442,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       clock,
       // in the same atomic step as a release, so the two always agree on whether it answered
       firstToken: (lease: LeaseImpl, now: number) =>
-        Ref.update(ref, (table) => {
+        update((table) => {
           if (lease.settled || lease.answered) return table
           lease.answered = true
           return Table.firstToken(table, lease.id, now)
@@ -439,7 +452,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     // Counts the changes that freed capacity. A waiter notes it when its attempt fails and
     // registers only if it has not moved since (one synchronous step), so no wake-up is
     // lost; acquisitions do not count, so waiters do not spin on busy traffic. Waking
-    // inside a `Ref.modify` is safe: a woken fiber only runs after this one yields.
+    // inside the table's step is safe: a woken fiber only runs after this one yields.
     let freed = 0
     const waiters = new Waiters()
 
@@ -481,11 +494,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
      * nothing else is to be done (no events to publish, no store to ask: the common case,
      * and an operation less on every call), or else the effect that ends in it.
      */
-    const attemptStep = (
-      request: Table.Request,
-      onRefused: OnRefused
-    ): Effect.Effect<Acquired> =>
-      Ref.modify(ref, (table): readonly [Acquired, Table.Table] => {
+    const attemptNow = (request: Table.Request, onRefused: OnRefused): Acquired =>
+      modify((table): readonly [Acquired, Table.Table] => {
         const now = clock.unsafeCurrentTimeMillis()
         const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
         if (result._tag !== "Acquired") return [onRefused(result, now), next]
@@ -497,7 +507,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       })
 
     const attempt = (request: Table.Request, onRefused: OnRefused): Effect.Effect<Lease, NoEndpointAvailable> =>
-      Effect.flatMap(attemptStep(request, onRefused), leaseOf)
+      Effect.suspend(() => leaseOf(attemptNow(request, onRefused)))
 
     /**
      * Asks the shared store to admit a call this balancer admitted. Refused, the call is
@@ -530,7 +540,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
             return Effect.succeed(lease)
           }
           return Effect.zipRight(
-            Ref.update(ref, (table) => {
+            update((table) => {
               lease.settled = true
               if (lease.arm !== undefined) armOf(lease.arm).picks--
               const now = clock.unsafeCurrentTimeMillis()
@@ -694,14 +704,14 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       })
 
     /**
-     * A reservation under `hints`: its lease (see `attemptStep`), or the effect that ends in
-     * it (waiting included).
+     * A reservation under `hints`, made in this step: its lease (see `attemptNow`), or the
+     * effect that ends in it (waiting included).
      */
-    const acquireStep = (
+    const acquireNow = (
       hints: Hints | undefined,
       restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
-    ): Effect.Effect<Acquired, NoEndpointAvailable> => {
-      if (hints === undefined) return attemptStep(noHints, refused)
+    ): Acquired => {
+      if (hints === undefined) return attemptNow(noHints, refused)
       let request: Table.Request
       try {
         request = {
@@ -716,25 +726,25 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         return Effect.die(error)
       }
       return hints.wait === undefined
-        ? attemptStep(request, refused)
-        : Effect.succeed(acquireWaiting(request, hints.wait, restore))
+        ? attemptNow(request, refused)
+        : acquireWaiting(request, hints.wait, restore)
     }
 
     const acquireWith = (
       hints: Hints | undefined,
       restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
-    ): Effect.Effect<Lease, NoEndpointAvailable> => Effect.flatMap(acquireStep(hints, restore), leaseOf)
+    ): Effect.Effect<Lease, NoEndpointAvailable> => Effect.suspend(() => leaseOf(acquireNow(hints, restore)))
 
     /**
-     * Ends a lease's call: its slot freed, its outcome recorded, waiters woken, then `then`
-     * (which ends the caller's call: one step for both, this runs on every call).
+     * Ends a lease's call in this step: its slot freed, its outcome recorded, waiters woken;
+     * what is left to do is the effect returned, which ends in `then` (the caller's call).
      */
-    const settle = <X, E>(
+    const settleNow = <X, E>(
       lease: Lease,
       ending: (lease: LeaseImpl, latencyMs: number, jitter: () => number) => Table.Ending,
       then: Effect.Effect<X, E>
     ): Effect.Effect<X, E> =>
-      Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<X, E>, Table.Table] => {
+      modify((table): readonly [Effect.Effect<X, E>, Table.Table] => {
         if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
           return [Effect.dieMessage(`release was given a lease that this balancer did not hand out`), table]
         }
@@ -760,43 +770,61 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           return [Effect.zipRight(Effect.zipRight(publish(events), shareChange(change)), then), next]
         }
         return [events.length === 0 ? then : Effect.zipRight(publish(events), then), next]
-      }))
+      })
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
-      settle(lease, (lease, latencyMs, jitter) => endingOf(outcome, lease, latencyMs, jitter), Effect.void)
+      Effect.suspend(() =>
+        settleNow(lease, (lease, latencyMs, jitter) => endingOf(outcome, lease, latencyMs, jitter), Effect.void)
+      )
 
     /**
-     * `use`, with `observe` run as the call ends, before its lease is settled, in the same
-     * uninterruptible region: the router records each attempt there, which would otherwise
-     * cost it a region of its own. `observe` is handed the effect that settles the lease and
-     * ends the call, and must end in it.
+     * `use`, with `observe` run as the call ends, in the step that settles its lease and
+     * before it does: the router records each attempt there, which would otherwise cost it
+     * a region of its own.
+     *
+     * The reservation is made in the step that makes the call uninterruptible (the mask's
+     * own), and the lease is settled in the step that sees the call's end (the handler's):
+     * each is one synchronous step, and each would otherwise be an operation or two more
+     * on every call.
      */
     const useObserved = <A, E, R>(
       f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
       hints: Hints | undefined,
       observe: Observer | undefined
     ): Effect.Effect<A, E | NoEndpointAvailable, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(acquireStep(hints, restore), (acquired) => {
-          const run = (lease: Lease): Effect.Effect<A, E, R> =>
-            Effect.matchCauseEffect(restore(f(lease.endpoint, lease)), {
-              onSuccess: (value) => ended(lease as LeaseImpl, Exit.succeed(value), observe),
-              onFailure: (cause) => ended(lease as LeaseImpl, Exit.failCause(cause), observe)
-            })
-          return acquired instanceof LeaseImpl ? run(acquired) : Effect.flatMap(acquired, run)
-        })
-      )
+      Effect.uninterruptibleMask((restore) => {
+        const run = (lease: Lease): Effect.Effect<A, E, R> =>
+          Effect.matchCauseEffect(restore(f(lease.endpoint, lease)), {
+            onSuccess: (value) => ended(lease as LeaseImpl, Exit.succeed(value), observe),
+            onFailure: (cause) => ended(lease as LeaseImpl, Exit.failCause(cause), observe)
+          })
+        const acquired = acquireNow(hints, restore)
+        return acquired instanceof LeaseImpl ? run(acquired) : Effect.flatMap(acquired, run)
+      })
 
+    /** A call's end, in the step that sees it: observed, then its lease settled; its exit last. */
     const ended = <A, E>(
       lease: LeaseImpl,
       exit: Exit.Exit<A, E>,
       observe: Observer | undefined
     ): Effect.Effect<A, E> => {
-      const settled = Exit.isSuccess(exit) && lease.detached
-        ? exit
-        : settle(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter), exit)
-      return observe === undefined ? settled : observe(exit, lease, settled)
+      let first: Effect.Effect<void> | undefined
+      if (observe !== undefined) {
+        try {
+          first = observe(exit, lease)
+        } catch (error) {
+          // an observer that throws still lets the lease go
+          return Effect.zipRight(Effect.exit(Effect.suspend(() => settled(lease, exit))), Effect.die(error))
+        }
+      }
+      return first === undefined ? settled(lease, exit) : settleAfter(first, Effect.suspend(() => settled(lease, exit)))
     }
+
+    /** Settles the lease of a call that ended with `exit` (a detached success keeps it), in this step. */
+    const settled = <A, E>(lease: LeaseImpl, exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
+      Exit.isSuccess(exit) && lease.detached
+        ? exit
+        : settleNow(lease, (lease, latencyMs, jitter) => endingOfExit(exit, lease, latencyMs, jitter), exit)
 
     const use = <A, E, R>(
       f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
@@ -809,8 +837,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       f: (table: Table.Table, index: number, now: number) => readonly [Effect.Effect<A>, Table.Table],
       frees: boolean
     ): Effect.Effect<A, UnknownEndpoint> =>
-      Effect.flatten(
-        Ref.modify(ref, (table): readonly [Effect.Effect<A, UnknownEndpoint>, Table.Table] => {
+      Effect.suspend(() =>
+        modify((table): readonly [Effect.Effect<A, UnknownEndpoint>, Table.Table] => {
           const index = Table.find(table, name)
           if (index === -1) return [Effect.fail(new UnknownEndpoint({ name, known: Table.names(table) })), table]
           const result = f(table, index, clock.unsafeCurrentTimeMillis())
@@ -827,19 +855,21 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         Effect.flatMap(Endpoint.decode(input), (endpoint) =>
           Effect.map(policyOf(endpoint), (p) => [endpoint, p] as const)),
         ([endpoint, endpointPolicy]) =>
-          Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void, InvalidConfig>, Table.Table] => {
-            if (Table.find(table, endpoint.name) !== -1) {
-              const issue = { path: "name", message: `duplicate endpoint name "${endpoint.name}"` }
-              return [Effect.fail(new InvalidConfig({ issues: [issue] })), table]
-            }
-            const now = clock.unsafeCurrentTimeMillis()
-            freed++
-            waiters.wakeAll()
-            return [
-              publish([Event.EndpointAdded({ name: endpoint.name, at: now })]),
-              Table.add(table, endpoint, endpointPolicy, now)
-            ]
-          }))
+          Effect.suspend(() =>
+            modify((table): readonly [Effect.Effect<void, InvalidConfig>, Table.Table] => {
+              if (Table.find(table, endpoint.name) !== -1) {
+                const issue = { path: "name", message: `duplicate endpoint name "${endpoint.name}"` }
+                return [Effect.fail(new InvalidConfig({ issues: [issue] })), table]
+              }
+              const now = clock.unsafeCurrentTimeMillis()
+              freed++
+              waiters.wakeAll()
+              return [
+                publish([Event.EndpointAdded({ name: endpoint.name, at: now })]),
+                Table.add(table, endpoint, endpointPolicy, now)
+              ]
+            })
+          )
       )
 
     const removeEndpoint = (name: string) =>
@@ -883,27 +913,29 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       // checked on time whatever one slow check does
       const checking = new Set<string>()
       const onResult = (name: string, since: number, passed: boolean) =>
-        Effect.flatten(Ref.modify(ref, (table): readonly [Effect.Effect<void>, Table.Table] => {
-          const index = Table.find(table, name)
-          if (index === -1) return [Effect.void, table]
-          const entry = table.entries[index]
-          const circuit = entry.circuit
-          const now = clock.unsafeCurrentTimeMillis()
-          if (circuit._tag !== "Open" || circuit.since !== since || circuit.until <= now) return [Effect.void, table]
-          if (!passed) {
-            const until = Math.max(circuit.until, since + entry.policy.maxRecoveryTimeoutMs)
-            return until === circuit.until ? [Effect.void, table] : [
-              publish([Event.EndpointChecked({ name, at: now, passed, until })]),
-              Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until } }))
+        Effect.suspend(() =>
+          modify((table): readonly [Effect.Effect<void>, Table.Table] => {
+            const index = Table.find(table, name)
+            if (index === -1) return [Effect.void, table]
+            const entry = table.entries[index]
+            const circuit = entry.circuit
+            const now = clock.unsafeCurrentTimeMillis()
+            if (circuit._tag !== "Open" || circuit.since !== since || circuit.until <= now) return [Effect.void, table]
+            if (!passed) {
+              const until = Math.max(circuit.until, since + entry.policy.maxRecoveryTimeoutMs)
+              return until === circuit.until ? [Effect.void, table] : [
+                publish([Event.EndpointChecked({ name, at: now, passed, until })]),
+                Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until } }))
+              ]
+            }
+            freed++
+            waiters.wakeAll()
+            return [
+              publish([Event.EndpointChecked({ name, at: now, passed, until: now })]),
+              Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until: now } }))
             ]
-          }
-          freed++
-          waiters.wakeAll()
-          return [
-            publish([Event.EndpointChecked({ name, at: now, passed, until: now })]),
-            Table.update(table, index, (e) => ({ ...e, circuit: { ...circuit, until: now } }))
-          ]
-        }))
+          })
+        )
       const checkOne = (name: string, endpoint: Endpoint.Endpoint, since: number) =>
         // a check that throws instead of failing must not end the checking for good
         Effect.suspend(() => hc.check(endpoint)).pipe(
@@ -912,7 +944,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           Effect.flatMap((exit) => onResult(name, since, Exit.isSuccess(exit))),
           Effect.ensuring(Effect.sync(() => checking.delete(name)))
         )
-      const round = Effect.flatMap(Ref.get(ref), (table) => {
+      const round = Effect.flatMap(read, (table) => {
         const now = clock.unsafeCurrentTimeMillis()
         const due: Array<Effect.Effect<void>> = []
         for (const entry of Table.live(table)) {
@@ -932,7 +964,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
     }
 
     const withLive = <A>(f: (entries: ReadonlyArray<EndpointState.EndpointState>, now: number) => A) =>
-      Effect.map(Ref.get(ref), (table) => f(Table.live(table), clock.unsafeCurrentTimeMillis()))
+      Effect.map(read, (table) => f(Table.live(table), clock.unsafeCurrentTimeMillis()))
 
     const armOf = (name: string): ArmCounters => {
       let counters = arms.get(name)
@@ -987,7 +1019,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       ),
       stats: withLive((entries, now) => entries.map((e) => statsOf(e, now))),
       latencyQuantile: (name, q) =>
-        Effect.map(Ref.get(ref), (table) => {
+        Effect.map(read, (table) => {
           const index = Table.find(table, name)
           if (index === -1) return undefined
           const entry = table.entries[index]
@@ -999,7 +1031,7 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           }
         }),
       summary: Effect.map(
-        Ref.get(ref),
+        read,
         (table) => summaryOf(table, strategy.name, arms, totalSpent, clock.unsafeCurrentTimeMillis())
       ),
       events: Stream.unwrapScoped(Effect.map(subscribe, (queue) => Stream.fromQueue(queue))),

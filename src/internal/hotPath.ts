@@ -1,6 +1,6 @@
 /**
- * Shortcuts into this library's own balancer for the router and `Llm`, on every routed
- * call: each saves effect operations, whose work, and what a call in flight keeps alive
+ * Shortcuts into this library's own balancer and router for the router and `Llm`, on
+ * every routed call: each saves effect operations, whose work, and what a call in flight keeps alive
  * through them, are most of what routing costs a call under load (see docs/design.md, "What
  * a routed call costs"). Any other `BalancerService` or `Lease` gets the generic form, which
  * does the same in more operations.
@@ -8,17 +8,26 @@
 import { Effect, Exit } from "effect"
 import type { BalancerService, Hints, Lease, Report } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
-import type { NoEndpointAvailable } from "../Errors.js"
+import type { NoEndpointAvailable, ProviderError, RoutingFailed } from "../Errors.js"
+import type { Policy, Routed, RouterService } from "../Router.js"
 
 /**
- * Sees a call's exit and its lease; `settled` is the effect that settles the lease and
- * ends the call with that exit: the observer must end in it.
+ * Sees a call's exit and its lease as the call ends, in the step that settles the lease,
+ * before it does (synchronously: nothing runs in between). Returns what must run before
+ * the settle (a report, an event to publish), or `undefined`; the lease is settled
+ * whatever that does, and a defect of it is then the call's.
  */
-export type Observer = <A, E>(
-  exit: Exit.Exit<A, E>,
-  lease: Lease,
-  settled: Effect.Effect<A, E>
-) => Effect.Effect<A, E>
+export type Observer = (exit: Exit.Exit<unknown, unknown>, lease: Lease) => Effect.Effect<void> | undefined
+
+/**
+ * `first`, then `settled`: a `first` that dies or is interrupted (a wrapper's report, a
+ * pubsub shut down) still lets the lease go.
+ */
+export const settleAfter = <X, E>(first: Effect.Effect<void>, settled: Effect.Effect<X, E>): Effect.Effect<X, E> =>
+  Effect.matchCauseEffect(first, {
+    onSuccess: () => settled,
+    onFailure: (cause) => Effect.zipRight(Effect.exit(settled), Effect.failCause(cause))
+  })
 
 /**
  * `use`, with the call's end observed in the balancer's own uninterruptible region, before
@@ -69,12 +78,23 @@ export const useObserved = (balancer: BalancerService): UseObservedFn => {
         (endpoint, lease) =>
           Effect.uninterruptibleMask((restore) =>
             Effect.matchCauseEffect(restore(f(endpoint, lease)), {
-              onSuccess: (value) => observe(Exit.succeed(value), lease, Exit.succeed(value)),
-              onFailure: (cause) => observe(Exit.failCause(cause), lease, Exit.failCause(cause))
+              onSuccess: (value) => observed(Exit.succeed(value), lease, observe),
+              onFailure: (cause) => observed(Exit.failCause(cause), lease, observe)
             })
           ),
         hints
       ))
+}
+
+/** The call's `exit`, after what `observe` says must run first. */
+const observed = <A, E>(exit: Exit.Exit<A, E>, lease: Lease, observe: Observer): Effect.Effect<A, E> => {
+  let first: Effect.Effect<void> | undefined
+  try {
+    first = observe(exit, lease)
+  } catch (error) {
+    return Effect.die(error)
+  }
+  return first === undefined ? exit : settleAfter(first, exit)
 }
 
 export const ReportNow: unique symbol = Symbol.for("effect-llm-balancer/Lease/reportNow")
@@ -91,4 +111,49 @@ export interface Reportable {
 export const reportedNow = (lease: Lease, report: Report): boolean => {
   const lease_ = lease as Lease & Partial<Reportable>
   return lease_[ReportNow] !== undefined && lease_[ReportNow](report)
+}
+
+/**
+ * `execute`, with what `Llm.complete` does around it taken into the router's own steps:
+ * `answered` runs as an attempt answers, before its lease is settled (the usage report:
+ * an effect to run first, or `undefined` when it is done), and `finish` turns the routed
+ * answer into the call's result as it returns. Around `execute` each takes operations of
+ * its own, and a frame that the call keeps while in flight.
+ */
+export const ExecuteWith: unique symbol = Symbol.for("effect-llm-balancer/Router/executeWith")
+
+export type ExecuteWithFn = <A, B, R>(
+  call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
+  policy: Policy | undefined,
+  answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
+  finish: (routed: Routed<A>) => B
+) => Effect.Effect<B, RoutingFailed, R>
+
+/** Set by this library's router, with the `execute` it goes with (see {@link Observable}). */
+export interface Executable {
+  readonly [ExecuteWith]: {
+    readonly execute: RouterService["execute"]
+    readonly executeWith: ExecuteWithFn
+  }
+}
+
+/** `router.execute(call, policy)`, with `answered` and `finish` (see {@link ExecuteWith}). */
+export const executeWith = (router: RouterService): ExecuteWithFn => {
+  const own = (router as RouterService & Partial<Executable>)[ExecuteWith]
+  return own !== undefined && own.execute === router.execute
+    ? own.executeWith
+    : ((call, policy, answered, finish) =>
+      Effect.map(
+        router.execute(
+          answered === undefined ?
+            call :
+            (endpoint, attempt, lease) =>
+              Effect.flatMap(call(endpoint, attempt, lease), (value) => {
+                const first = answered(value, lease)
+                return first === undefined ? Exit.succeed(value) : Effect.as(first, value)
+              }),
+          policy
+        ),
+        finish
+      ))
 }

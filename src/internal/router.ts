@@ -22,8 +22,8 @@ import type { ConfigIssue } from "../Errors.js"
 import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
-import type { UseObservedFn } from "./hotPath.js"
-import { unheard, useObserved } from "./hotPath.js"
+import type { Executable, ExecuteWithFn, UseObservedFn } from "./hotPath.js"
+import { ExecuteWith, unheard, useObserved } from "./hotPath.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 import * as spans from "./spans.js"
@@ -260,7 +260,7 @@ interface Routing {
  * The call goes `from` attempt n: a round (one attempt, or two when hedged), then either
  * success, a back-off when every routable endpoint was tried, or the next attempt.
  */
-class Call<A, R> {
+class Call<A, B, R> {
   readonly attempts: Array<Attempt> = []
   readonly tried: Array<string> = []
   /** Attempts per tier: only a policy with tiers counts them. */
@@ -291,7 +291,15 @@ class Call<A, R> {
     readonly routing: Routing,
     readonly call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
     readonly p: Policy,
-    start: number
+    start: number,
+    /** Runs as an attempt answers, before its lease is settled (see `ExecuteWith`). */
+    readonly answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
+    /** The call's result from the routed answer. */
+    readonly finish: (routed: Routed<A>) => B,
+    /** The metric labels of the fiber that made the call, for its attempts' metrics. */
+    readonly labels: ReadonlyArray<MetricLabel.MetricLabel>,
+    /** Spans are collected: the call has a span of its own. */
+    readonly traced: boolean
   ) {
     this.hints = p.hints ?? noHints
     this.maxAttempts = p.maxAttempts ?? 3
@@ -304,7 +312,7 @@ class Call<A, R> {
   }
 
   /** The call from attempt `n` on. */
-  from(n: number): Effect.Effect<Routed<A>, RoutingFailed, R> {
+  from(n: number): Effect.Effect<B, RoutingFailed, R> {
     const now = this.routing.clock.unsafeCurrentTimeMillis()
     if (n > 1 && n > this.maxAttempts) return this.stop("attempts-exhausted")
     if (now >= this.deadline) return this.stop("deadline")
@@ -318,7 +326,7 @@ class Call<A, R> {
     tiers: NonNullable<Policy["tiers"]>,
     n: number,
     now: number
-  ): Effect.Effect<Routed<A>, RoutingFailed, R> {
+  ): Effect.Effect<B, RoutingFailed, R> {
     const spent: Array<number> = []
     for (const [key, limits] of Object.entries(tiers)) {
       const tier = Number(key)
@@ -333,7 +341,7 @@ class Call<A, R> {
     })
   }
 
-  roundAt(n: number, now: number): Effect.Effect<Routed<A>, RoutingFailed, R> {
+  roundAt(n: number, now: number): Effect.Effect<B, RoutingFailed, R> {
     const hints = this.hints
     const exclude = concat(hints.exclude, this.spentTiers)
     const untried = hintsWith(
@@ -358,12 +366,12 @@ class Call<A, R> {
   /** A round's answer ends the call; its failure goes to `onFailure`. */
   afterRound(
     round: Effect.Effect<A, Failure, R>,
-    onFailure: (error: Failure) => Effect.Effect<Routed<A>, RoutingFailed, R>
-  ): Effect.Effect<Routed<A>, RoutingFailed, R> {
+    onFailure: (error: Failure) => Effect.Effect<B, RoutingFailed, R>
+  ): Effect.Effect<B, RoutingFailed, R> {
     return Effect.matchEffect(round, { onSuccess: (value) => this.succeed(value), onFailure })
   }
 
-  backOff(n: number, now: number, exclude: ReadonlyArray<string>): Effect.Effect<Routed<A>, RoutingFailed, R> {
+  backOff(n: number, now: number, exclude: ReadonlyArray<string>): Effect.Effect<B, RoutingFailed, R> {
     return Effect.flatMap(this.backoff.step(now, this.lastError, this.scheduleState), ([state, , decision]) => {
       // a stop here makes no attempt: the retry taken for it is given back
       if (ScheduleDecision.isDone(decision)) {
@@ -384,19 +392,23 @@ class Call<A, R> {
     })
   }
 
-  succeed(value: A): Effect.Effect<Routed<A>> {
+  succeed(value: A): Effect.Effect<B> {
     const endpoint = (this.p.hedge === undefined ? this.primaryOn : this.answeredBy)!
     // a copy: an attempt recorded late (a foreign balancer that lets a hedge's loser end
     // after the call) must not change the caller's answer
     const routed: Routed<A> = { value, endpoint, attempts: this.attempts.slice() }
-    return spans.annotateThen(() => ({
-      "llm.endpoint": endpoint.name,
-      "llm.attempts": this.attempts.length,
-      "llm.outcome": "Success"
-    }), Exit.succeed(routed))
+    const result = Exit.succeed(this.finish(routed))
+    // only the call's own span is annotated, and there is none unless spans are collected
+    return this.traced
+      ? spans.annotateThen(() => ({
+        "llm.endpoint": endpoint.name,
+        "llm.attempts": this.attempts.length,
+        "llm.outcome": "Success"
+      }), result)
+      : result
   }
 
-  failed(n: number, error: Failure): Effect.Effect<Routed<A>, RoutingFailed, R> {
+  failed(n: number, error: Failure): Effect.Effect<B, RoutingFailed, R> {
     if (error._tag === "NoEndpointAvailable") {
       // the last real error stays the provider's; when an endpoint frees up is kept apart
       this.retryAt = error.retryAt
@@ -498,51 +510,44 @@ class Call<A, R> {
       // recorded in the balancer's own region as the attempt ends, in one synchronous step:
       // this runs on every attempt, and each effect operation costs more than all of it
       // (the observer must end in `settled`, which gives the lease back, whatever happens)
-      (exit, _lease, settled) =>
-        Effect.withFiberRuntime((fiber) => {
-          const outcome = outcomeOf(exit)
-          const endpoint = startedOn
-          // a defect is no attempt's outcome
-          if (outcome === undefined || endpoint === undefined) return settled
-          try {
-            return this.record(fiber, exit, outcome, endpoint, n, hedge, startedAt, settled)
-          } catch (error) {
-            return Effect.zipRight(Effect.exit(settled), Effect.die(error))
-          }
-        })
+      (exit, lease) => {
+        // what the answer reported (`Llm`'s usage) first, so that the settle has it
+        const first = Exit.isSuccess(exit) && this.answered !== undefined
+          ? this.answered(exit.value as A, lease)
+          : undefined
+        const outcome = outcomeOf(exit)
+        const endpoint = startedOn
+        // a defect is no attempt's outcome
+        if (outcome === undefined || endpoint === undefined) return first
+        const reported = this.record(exit, outcome, endpoint, n, hedge, startedAt)
+        return reported === undefined ? first : first === undefined ? reported : Effect.zipRight(first, reported)
+      }
     )
   }
 
-  /** One attempt's record, metrics and event; then `settled`, even if the event fails. */
-  record<X, E>(
-    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  /** One attempt's record and metrics, now; its event, when someone listens, is the effect returned. */
+  record(
     exit: Exit.Exit<unknown, unknown>,
     outcome: Attempt["outcome"],
     endpoint: Endpoint,
     n: number,
     hedge: boolean,
-    startedAt: number,
-    settled: Effect.Effect<X, E>
-  ): Effect.Effect<X, E> {
+    startedAt: number
+  ): Effect.Effect<void> | undefined {
     const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
     if (failure._tag === "Some") this.lastFailure = { error: failure.value as ProviderError, endpoint }
     const at = this.routing.clock.unsafeCurrentTimeMillis()
     const latencyMs = at - startedAt
     this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
-    const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+    const labels = this.labels
     const metrics = metricsOf(endpoint.name)
     attemptCounter(metrics, endpoint.name, outcome).unsafeUpdate(1, labels)
     metrics.latency.unsafeUpdate(latencyMs, labels)
     // nobody listening is the common case: no event, no operation, for nothing
-    if (this.routing.unheard()) return settled
-    const reported = this.routing.balancer.reportAttempt(
+    if (this.routing.unheard()) return undefined
+    return this.routing.balancer.reportAttempt(
       Event.AttemptEnded({ name: endpoint.name, at, attempt: n, hedge, outcome, latencyMs })
     )
-    // a report that fails (a wrapper's, a pubsub shut down) still lets the lease go
-    return Effect.matchCauseEffect(reported, {
-      onSuccess: () => settled,
-      onFailure: (cause) => Effect.zipRight(Effect.exit(settled), Effect.failCause(cause))
-    })
   }
 
   /**
@@ -712,10 +717,12 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       refund
     }
 
-    const execute = <A, R>(
+    const executeWith: ExecuteWithFn = <A, B, R>(
       call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
-      policy?: Policy
-    ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
+      policy: Policy | undefined,
+      answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
+      finish: (routed: Routed<A>) => B
+    ): Effect.Effect<B, RoutingFailed, R> =>
       // one step to start the call: its checks, its count and its span (plain functions
       // rather than a generator: this runs on every call, see docs/design.md)
       Effect.withFiberRuntime((fiber) => {
@@ -726,7 +733,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
           : { ...defaults, ...policy, hints: mergeHints(defaults.hints, policy.hints) }
         // the defaults were checked when the router was made
         const problems = policy === undefined ? noProblems : policyProblems(p)
-        let routed: Effect.Effect<Routed<A>, RoutingFailed, R>
+        let routed: Effect.Effect<B, RoutingFailed, R>
         if (problems.length > 0) {
           routed = Effect.fail(
             new RoutingFailed({
@@ -739,14 +746,23 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
         } else {
           const start = clock.unsafeCurrentTimeMillis()
           cell.budget = RetryBudget.deposit(cell.budget, start, settings)
-          requests.unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
-          routed = new Call(routing, call, p, start).from(1)
+          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+          requests.unsafeUpdate(1, labels)
+          routed = new Call(routing, call, p, start, answered, finish, labels, spans.traced(fiber)).from(1)
         }
         return spans.withSpanIn(fiber, routed, "effect-llm-balancer.execute")
       })
 
-    return { execute }
+    const execute = <A, R>(
+      call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
+      policy?: Policy
+    ): Effect.Effect<Routed<A>, RoutingFailed, R> => executeWith(call, policy, undefined, asRouted)
+
+    const service: RouterService & Executable = { execute, [ExecuteWith]: { execute, executeWith } }
+    return service
   })
+
+const asRouted = <A>(routed: Routed<A>): Routed<A> => routed
 
 /**
  * A call's hints over the defaults', key by key: a key the call leaves out (or

@@ -1,6 +1,6 @@
 /**
  * The balancer's state as one immutable table and the pure operations on it. The
- * balancer applies each of them in one synchronous `Ref.modify`, which in a
+ * balancer applies each of them in one synchronous step, which in a
  * single-threaded runtime is a transaction: no other fiber can observe or change the
  * table in between.
  */
