@@ -33,7 +33,7 @@ import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
 import { UnknownProviderError } from "./Errors.js"
 import { failoverStream } from "./internal/failoverStream.js"
-import { executeWith, reportedNow } from "./internal/hotPath.js"
+import { executeIn, reportedNow } from "./internal/hotPath.js"
 import type { EveryHint } from "./internal/router.js"
 import * as spans from "./internal/spans.js"
 import * as Chat from "./llm/Chat.js"
@@ -129,8 +129,14 @@ export const complete = (
         : provider.complete(endpoint, request)
     }
     // the usage is reported and the response built inside the router's own steps (see
-    // `executeWith`): around `execute`, each would take operations of its own
-    const routed = executeWith(Context.get(context, Router))(call, withHints(request, policy), reportUsage, toResponse)
+    // `executeIn`): around `execute`, each would take operations of its own
+    const routed = executeIn(Context.get(context, Router))(
+      fiber,
+      call,
+      withHints(request, policy),
+      reportUsage,
+      toResponse
+    )
     return spans.withSpanIn(fiber, routed, "effect-llm-balancer.complete")
   })
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Clock, Duration, Effect, Exit, Fiber, Queue, Random, Schedule, Stream, TestClock } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, Exit, Fiber, Queue, Random, Schedule, Stream, TestClock } from "effect"
 import { Balancer, Errors, Outcome } from "../src/index.js"
 import { endpoint, makeBalancer, pick } from "./helpers.js"
 
@@ -278,6 +278,17 @@ describe("leases", () => {
       expect(s.active).toBe(0)
       expect(s.failures).toBe(2)
       expect(s.successes).toBe(0)
+    }))
+
+  it.scoped("a use whose function throws instead of returning an effect dies, and gives its slot back", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({ endpoints: [endpoint("a")] })
+      const exit = yield* Effect.exit(b.use((): Effect.Effect<void> => {
+        throw new Error("boom")
+      }))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      const [s] = yield* b.stats
+      expect([s.active, s.failures]).toEqual([0, 1])
     }))
 
   it.scoped("Effect.timeout around use interrupts the call and releases its slot", () =>

@@ -793,13 +793,26 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       observe: Observer | undefined
     ): Effect.Effect<A, E | NoEndpointAvailable, R> =>
       Effect.uninterruptibleMask((restore) => {
-        const run = (lease: Lease): Effect.Effect<A, E, R> =>
-          Effect.matchCauseEffect(restore(f(lease.endpoint, lease)), {
+        const run = (lease: Lease, call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+          Effect.matchCauseEffect(restore(call), {
             onSuccess: (value) => ended(lease as LeaseImpl, Exit.succeed(value), observe),
             onFailure: (cause) => ended(lease as LeaseImpl, Exit.failCause(cause), observe)
           })
         const acquired = acquireNow(hints, restore)
-        return acquired instanceof LeaseImpl ? run(acquired) : Effect.flatMap(acquired, run)
+        if (acquired instanceof LeaseImpl) {
+          // reserved in this step: nothing can have come in between, so `f` is called now
+          let call: Effect.Effect<A, E, R>
+          try {
+            call = f(acquired.endpoint, acquired)
+          } catch (error) {
+            // an `f` that throws is a defect of the call, whose lease is given back like any other's
+            call = Effect.die(error)
+          }
+          return run(acquired, call)
+        }
+        // reserved after a wait or the shared store's admission: a caller interrupted
+        // meanwhile has its lease given back without `f` ever being called
+        return Effect.flatMap(acquired, (lease) => run(lease, Effect.suspend(() => f(lease.endpoint, lease))))
       })
 
     /** A call's end, in the step that sees it: observed, then its lease settled; its exit last. */

@@ -5,6 +5,7 @@
  * a routed call costs"). Any other `BalancerService` or `Lease` gets the generic form, which
  * does the same in more operations.
  */
+import type { Fiber } from "effect"
 import { Effect, Exit } from "effect"
 import type { BalancerService, Hints, Lease, Report } from "../Balancer.js"
 import type { Endpoint } from "../Endpoint.js"
@@ -77,7 +78,8 @@ export const useObserved = (balancer: BalancerService): UseObservedFn => {
       balancer.use(
         (endpoint, lease) =>
           Effect.uninterruptibleMask((restore) =>
-            Effect.matchCauseEffect(restore(f(endpoint, lease)), {
+            // called only once the call may start: an interruption that came first stops it
+            Effect.matchCauseEffect(restore(Effect.suspend(() => f(endpoint, lease))), {
               onSuccess: (value) => observed(Exit.succeed(value), lease, observe),
               onFailure: (cause) => observed(Exit.failCause(cause), lease, observe)
             })
@@ -114,15 +116,17 @@ export const reportedNow = (lease: Lease, report: Report): boolean => {
 }
 
 /**
- * `execute`, with what `Llm.complete` does around it taken into the router's own steps:
- * `answered` runs as an attempt answers, before its lease is settled (the usage report:
- * an effect to run first, or `undefined` when it is done), and `finish` turns the routed
- * answer into the call's result as it returns. Around `execute` each takes operations of
- * its own, and a frame that the call keeps while in flight.
+ * `execute`, started in a step of the caller's that has the fiber at hand, with what
+ * `Llm.complete` does around it taken into the router's own steps: `answered` runs as an
+ * attempt answers, before its lease is settled (the usage report: an effect to run first,
+ * or `undefined` when it is done), and `finish` turns the routed answer into the call's
+ * result as it returns. Around `execute`, each would take operations of its own, and a
+ * frame that the call keeps while in flight.
  */
 export const ExecuteWith: unique symbol = Symbol.for("effect-llm-balancer/Router/executeWith")
 
-export type ExecuteWithFn = <A, B, R>(
+export type StartFn = <A, B, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
   call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
   policy: Policy | undefined,
   answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
@@ -133,16 +137,16 @@ export type ExecuteWithFn = <A, B, R>(
 export interface Executable {
   readonly [ExecuteWith]: {
     readonly execute: RouterService["execute"]
-    readonly executeWith: ExecuteWithFn
+    readonly start: StartFn
   }
 }
 
 /** `router.execute(call, policy)`, with `answered` and `finish` (see {@link ExecuteWith}). */
-export const executeWith = (router: RouterService): ExecuteWithFn => {
+export const executeIn = (router: RouterService): StartFn => {
   const own = (router as RouterService & Partial<Executable>)[ExecuteWith]
   return own !== undefined && own.execute === router.execute
-    ? own.executeWith
-    : ((call, policy, answered, finish) =>
+    ? own.start
+    : ((_fiber, call, policy, answered, finish) =>
       Effect.map(
         router.execute(
           answered === undefined ?

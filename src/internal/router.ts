@@ -22,7 +22,7 @@ import type { ConfigIssue } from "../Errors.js"
 import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
-import type { Executable, ExecuteWithFn, UseObservedFn } from "./hotPath.js"
+import type { Executable, StartFn, UseObservedFn } from "./hotPath.js"
 import { ExecuteWith, unheard, useObserved } from "./hotPath.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
@@ -450,62 +450,63 @@ class Call<A, B, R> {
     // admitted, or the hedge's timer armed) made no call, and is no attempt
     let startedOn: Endpoint | undefined
     return this.routing.use(
-      (endpoint, lease) =>
-        Effect.withFiberRuntime((fiber) => {
-          startedAt = this.routing.clock.unsafeCurrentTimeMillis()
-          if (hedge) this.twinOn = endpoint
-          else this.primaryOn = endpoint
-          if (!this.tried.includes(endpoint.name)) this.tried.push(endpoint.name)
-          const tier = this.p.tiers?.[endpoint.priority]
-          this.perTier?.set(endpoint.priority, (this.perTier.get(endpoint.priority) ?? 0) + 1)
-          const ownLimit = toMillis(tier?.attemptTimeout, this.attemptTimeoutMs)
-          const left = this.deadline - startedAt
-          const timeoutMs = Math.min(ownLimit, left)
-          // the call's deadline, not the endpoint, is what cut this attempt short
-          const cutByDeadline = left < ownLimit
-          const timedOut = () =>
-            new Timeout({
-              endpoint: endpoint.name,
-              detail: `no answer within ${Math.round(Math.max(0, timeoutMs))} ms`,
-              cutByDeadline
-            })
-          const timed = !Number.isFinite(timeoutMs)
-            ? this.call(endpoint, n, lease)
-            : timeoutMs <= 0
-            ? Effect.fail(timedOut())
-            : timer.timeoutFail(this.call(endpoint, n, lease), timeoutMs, timedOut)
-          const counted = hedge ? Effect.zipRight(countHedge, timed) : timed
-          // the attempt's span, and its outcome on it, only where spans are collected
-          const attempt = spans.traced(fiber)
-            ? Effect.withSpan(
-              Effect.onExit(counted, (exit) => {
-                const outcome = outcomeOf(exit)
-                return outcome === undefined ? Effect.void : spans.annotate(() => ({ "llm.outcome": outcome }))
-              }),
-              "effect-llm-balancer.attempt",
-              {
-                captureStackTrace: false,
-                attributes: {
-                  "llm.endpoint": endpoint.name,
-                  "llm.provider": endpoint.provider,
-                  "llm.attempt": n,
-                  hedge
-                }
+      // called by the balancer as the attempt starts, in the step that reserved its slot
+      // (after the shared store's admission, when there is a store)
+      (endpoint, lease) => {
+        startedAt = this.routing.clock.unsafeCurrentTimeMillis()
+        if (hedge) this.twinOn = endpoint
+        else this.primaryOn = endpoint
+        if (!this.tried.includes(endpoint.name)) this.tried.push(endpoint.name)
+        const tier = this.p.tiers?.[endpoint.priority]
+        this.perTier?.set(endpoint.priority, (this.perTier.get(endpoint.priority) ?? 0) + 1)
+        const ownLimit = toMillis(tier?.attemptTimeout, this.attemptTimeoutMs)
+        const left = this.deadline - startedAt
+        const timeoutMs = Math.min(ownLimit, left)
+        // the call's deadline, not the endpoint, is what cut this attempt short
+        const cutByDeadline = left < ownLimit
+        const timedOut = () =>
+          new Timeout({
+            endpoint: endpoint.name,
+            detail: `no answer within ${Math.round(Math.max(0, timeoutMs))} ms`,
+            cutByDeadline
+          })
+        const timed = !Number.isFinite(timeoutMs)
+          ? this.call(endpoint, n, lease)
+          : timeoutMs <= 0
+          ? Effect.fail(timedOut())
+          : timer.timeoutFail(this.call(endpoint, n, lease), timeoutMs, timedOut)
+        const counted = hedge ? Effect.zipRight(countHedge, timed) : timed
+        // the attempt's span, and its outcome on it, only where spans are collected
+        const attempt = this.traced
+          ? Effect.withSpan(
+            Effect.onExit(counted, (exit) => {
+              const outcome = outcomeOf(exit)
+              return outcome === undefined ? Effect.void : spans.annotate(() => ({ "llm.outcome": outcome }))
+            }),
+            "effect-llm-balancer.attempt",
+            {
+              captureStackTrace: false,
+              attributes: {
+                "llm.endpoint": endpoint.name,
+                "llm.provider": endpoint.provider,
+                "llm.attempt": n,
+                hedge
               }
-            )
-            : counted
-          if (onStart === undefined) {
+            }
+          )
+          : counted
+        if (onStart === undefined) {
+          startedOn = endpoint
+          return attempt
+        }
+        return Effect.zipRight(
+          onStart(endpoint),
+          Effect.suspend(() => {
             startedOn = endpoint
             return attempt
-          }
-          return Effect.zipRight(
-            onStart(endpoint),
-            Effect.suspend(() => {
-              startedOn = endpoint
-              return attempt
-            })
-          )
-        }),
+          })
+        )
+      },
       attemptHints,
       // recorded in the balancer's own region as the attempt ends, in one synchronous step:
       // this runs on every attempt, and each effect operation costs more than all of it
@@ -717,48 +718,50 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       refund
     }
 
-    const executeWith: ExecuteWithFn = <A, B, R>(
+    // the call's first step, in a step of the fiber's that has it at hand: its checks, its
+    // count and its span (plain functions rather than a generator: this runs on every call,
+    // see docs/design.md)
+    const start: StartFn = <A, B, R>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
       call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
       policy: Policy | undefined,
       answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
       finish: (routed: Routed<A>) => B
-    ): Effect.Effect<B, RoutingFailed, R> =>
-      // one step to start the call: its checks, its count and its span (plain functions
-      // rather than a generator: this runs on every call, see docs/design.md)
-      Effect.withFiberRuntime((fiber) => {
-        const p: Policy = policy === undefined
-          ? defaults
-          : options?.defaults === undefined
-          ? policy
-          : { ...defaults, ...policy, hints: mergeHints(defaults.hints, policy.hints) }
-        // the defaults were checked when the router was made
-        const problems = policy === undefined ? noProblems : policyProblems(p)
-        let routed: Effect.Effect<B, RoutingFailed, R>
-        if (problems.length > 0) {
-          routed = Effect.fail(
-            new RoutingFailed({
-              reason: "invalid-policy",
-              lastError: undefined,
-              attempts: [],
-              detail: problems.join("; ")
-            })
-          )
-        } else {
-          const start = clock.unsafeCurrentTimeMillis()
-          cell.budget = RetryBudget.deposit(cell.budget, start, settings)
-          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-          requests.unsafeUpdate(1, labels)
-          routed = new Call(routing, call, p, start, answered, finish, labels, spans.traced(fiber)).from(1)
-        }
-        return spans.withSpanIn(fiber, routed, "effect-llm-balancer.execute")
-      })
+    ): Effect.Effect<B, RoutingFailed, R> => {
+      const p: Policy = policy === undefined
+        ? defaults
+        : options?.defaults === undefined
+        ? policy
+        : { ...defaults, ...policy, hints: mergeHints(defaults.hints, policy.hints) }
+      // the defaults were checked when the router was made
+      const problems = policy === undefined ? noProblems : policyProblems(p)
+      let routed: Effect.Effect<B, RoutingFailed, R>
+      if (problems.length > 0) {
+        routed = Effect.fail(
+          new RoutingFailed({
+            reason: "invalid-policy",
+            lastError: undefined,
+            attempts: [],
+            detail: problems.join("; ")
+          })
+        )
+      } else {
+        const now = clock.unsafeCurrentTimeMillis()
+        cell.budget = RetryBudget.deposit(cell.budget, now, settings)
+        const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+        requests.unsafeUpdate(1, labels)
+        routed = new Call(routing, call, p, now, answered, finish, labels, spans.traced(fiber)).from(1)
+      }
+      return spans.withSpanIn(fiber, routed, "effect-llm-balancer.execute")
+    }
 
     const execute = <A, R>(
       call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
       policy?: Policy
-    ): Effect.Effect<Routed<A>, RoutingFailed, R> => executeWith(call, policy, undefined, asRouted)
+    ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
+      Effect.withFiberRuntime((fiber) => start(fiber, call, policy, undefined, asRouted))
 
-    const service: RouterService & Executable = { execute, [ExecuteWith]: { execute, executeWith } }
+    const service: RouterService & Executable = { execute, [ExecuteWith]: { execute, start } }
     return service
   })
 
