@@ -26,14 +26,14 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Either, Option, Stream } from "effect"
-import type { Hints, Lease } from "./Balancer.js"
+import { Context, Effect, Either, Exit, Option, Stream } from "effect"
+import type { Hints, Lease, Report } from "./Balancer.js"
 import { Balancer } from "./Balancer.js"
 import type { Endpoint } from "./Endpoint.js"
 import type { InvalidRequest, ProviderError, RoutingFailed } from "./Errors.js"
 import { UnknownProviderError } from "./Errors.js"
 import { failoverStream } from "./internal/failoverStream.js"
-import { executeIn, reportedNow } from "./internal/hotPath.js"
+import { executeIn, reportedNow, reportsNow } from "./internal/hotPath.js"
 import type { EveryHint } from "./internal/router.js"
 import * as spans from "./internal/spans.js"
 import * as Chat from "./llm/Chat.js"
@@ -74,12 +74,17 @@ export const hintsFor = (request: Chat.Request, policy: Policy | undefined): Hin
 
 const noHints: Hints = {}
 
-/** A completion's usage and rate-limit hints, reported on the lease of the attempt that got it. */
-const reportUsage = (completion: Chat.Completion, lease: Lease): Effect.Effect<void> | undefined => {
-  if (completion.usage === undefined && completion.rateLimit === undefined) return undefined
-  const report = { usage: completion.usage, rateLimit: completion.rateLimit }
-  return reportedNow(lease, report) ? undefined : lease.report(report)
+/** The usage, reported on this library's own lease of the attempt that got it (others' in `call`). */
+const reportUsage = (completion: Chat.Completion, lease: Lease): void => {
+  const report = usageOf(completion)
+  if (report !== undefined) reportedNow(lease, report)
 }
+
+/** What a completion tells its lease: its usage and rate-limit hints, if any. */
+const usageOf = (completion: Chat.Completion): Report | undefined =>
+  completion.usage === undefined && completion.rateLimit === undefined
+    ? undefined
+    : { usage: completion.usage, rateLimit: completion.rateLimit }
 
 /** The response: every field written out, one fixed shape, built far faster than a spread. */
 const toResponse = (routed: Routed<Chat.Completion>): Chat.Response => {
@@ -122,11 +127,20 @@ export const complete = (
     const request = decoded.right
     const context = fiber.currentContext as Context.Context<Router | Providers>
     const providers = Context.get(context, Providers)
-    const call = (endpoint: Endpoint): Effect.Effect<Chat.Completion, ProviderError> => {
+    const call = (
+      endpoint: Endpoint,
+      _attempt: number,
+      lease: Lease
+    ): Effect.Effect<Chat.Completion, ProviderError> => {
       const provider = providers.get(endpoint.provider)
-      return provider === undefined
-        ? Effect.fail(noProvider(providers, endpoint))
-        : provider.complete(endpoint, request)
+      if (provider === undefined) return Effect.fail(noProvider(providers, endpoint))
+      const completion = provider.complete(endpoint, request)
+      // this library's leases take the usage as the attempt ends (`reportUsage`); another
+      // lease's own `report` runs here, inside the attempt (its timeout, interruptible)
+      return reportsNow(lease) ? completion : Effect.flatMap(completion, (answer) => {
+        const report = usageOf(answer)
+        return report === undefined ? Exit.succeed(answer) : Effect.as(lease.report(report), answer)
+      })
     }
     // the usage is reported and the response built inside the router's own steps (see
     // `executeIn`): around `execute`, each would take operations of its own

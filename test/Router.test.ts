@@ -258,6 +258,39 @@ describe("the balancer's bookkeeping around each attempt", () => {
       expect((yield* again.execute(() => Effect.succeed(2))).value).toBe(2)
     }))
 
+  it.scoped("an attempt's metrics carry the labels around it, a wrapped balancer's included", () =>
+    Effect.gen(function*() {
+      const real = yield* Effect.orDie(Balancer.make({ endpoints: [endpoint("labelled")] }))
+      const wrapped: Balancer.BalancerService = {
+        ...real,
+        use: (f, hints) => Effect.tagMetrics(real.use(f, hints), "tenant", "t1")
+      }
+      const router = yield* Effect.orDie(Effect.provideService(Router.make(), Balancer.Balancer, wrapped))
+      yield* router.execute(() => Effect.succeed(1))
+      const keys = (yield* Metric.snapshot)
+        .filter((p) =>
+          p.metricKey.name === "llm_balancer_attempts_total" &&
+          p.metricKey.tags.some((t) => t.key === "endpoint" && t.value === "labelled")
+        )
+        .map((p) => p.metricKey.tags.map((t) => `${t.key}=${t.value}`).sort().join(","))
+      expect(keys).toEqual(["endpoint=labelled,outcome=Success,tenant=t1"])
+    }))
+
+  it.scoped("a call annotates only its own span: with spans not collected, none of the caller's", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter({ endpoints: [endpoint("a")] })
+      const attributesOf = (call: Effect.Effect<unknown, unknown>) =>
+        Effect.flatMap(Effect.currentSpan, (span) => Effect.map(call, () => [...span.attributes.keys()])).pipe(
+          Effect.withSpan("the caller's"),
+          Effect.orDie
+        )
+      expect(yield* attributesOf(router.execute(() => Effect.succeed(1)))).toEqual([])
+      const failing = router.execute(() => Effect.fail(new Errors.Unavailable({ endpoint: "a", status: 503 })), {
+        maxAttempts: 1
+      })
+      expect(yield* attributesOf(Effect.exit(failing))).toEqual([])
+    }))
+
   it.live("a hedge's twin interrupted while the shared store admits it made no call and is no attempt", () =>
     Effect.scoped(Effect.gen(function*() {
       const memory = Context.get(yield* Layer.build(Store.memory), Store.Store)

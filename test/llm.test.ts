@@ -3,7 +3,7 @@
  * first token and not after it, and the stream's lease.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Deferred, Effect, Fiber, Layer, Stream, TestClock } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, Layer, Stream, TestClock } from "effect"
 import type { Provider as ProviderModel } from "../src/index.js"
 import { Balancer, Chat, Errors, Llm, Provider, Router } from "../src/index.js"
 import { endpoint, makeRouter } from "./helpers.js"
@@ -124,6 +124,38 @@ describe("Llm", () => {
       expect(answer.attempts.map((a) => [a.endpoint, a.outcome])).toEqual([["a", "Success"]])
       const a = (yield* balancer.stats)[0]
       expect([a.inputTokens, a.outputTokens, a.active]).toEqual([12, 3, 0])
+    }))
+
+  it.scoped("a wrapped lease's own report runs inside the attempt: under its timeout, and interruptible", () =>
+    Effect.gen(function*() {
+      const real = yield* Balancer.make({ endpoints: [endpoint("a", { provider: "good" })] })
+      const wrapped: Balancer.BalancerService = {
+        ...real,
+        use: (f, hints) =>
+          real.use((e, lease) =>
+            f(
+              e,
+              Object.assign(Object.create(lease), {
+                report: (report: Balancer.Report) => Effect.zipRight(Effect.sleep("10 seconds"), lease.report(report))
+              })
+            ), hints)
+      }
+      const context = yield* Layer.build(
+        Router.layer().pipe(
+          Layer.provideMerge(Layer.succeed(Balancer.Balancer, wrapped)),
+          Layer.merge(Provider.layer({ good }))
+        )
+      )
+      const fiber = yield* Effect.fork(
+        Effect.exit(
+          Effect.timeout(Effect.provide(Llm.complete(request, { attemptTimeout: "1 second" }), context), "2 seconds")
+        )
+      )
+      yield* TestClock.adjust("3 seconds")
+      // the caller's timeout ended the call on time, and the slot is free
+      const exit = fiber.unsafePoll()
+      expect(exit !== null && Exit.isSuccess(exit) && Exit.isFailure(exit.value)).toBe(true)
+      expect((yield* real.stats)[0].active).toBe(0)
     }))
 
   it.scoped("a bad request fails with InvalidRequest naming the field, before any attempt", () =>

@@ -4,7 +4,7 @@
  * the same keys. Real time throughout (the Redis scripts run on the server's clock).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Either, Fiber, Layer, Queue } from "effect"
+import { Cause, Chunk, Context, Duration, Effect, Either, Exit, Fiber, Layer, Queue } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Store } from "../src/index.js"
 import * as RedisStore from "../src/RedisStore.js"
@@ -247,6 +247,18 @@ describe("shared store fallback", () => {
       expect(seen.filter((e) => e._tag === "StoreFellBack")).toEqual([
         expect.objectContaining({ _tag: "StoreFellBack", name: "unavailable", reason: "test" })
       ])
+    })))
+
+  it.live("a store whose admission dies (a bug in it): the call dies, and its reservation is given back", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const memory = Context.get(yield* Layer.build(Store.memory), Store.Store)
+      const broken: Store.StoreService = { ...memory, admit: () => Effect.dieMessage("admit broke") }
+      const balancer = yield* Effect.orDie(
+        Effect.provideService(Balancer.make({ endpoints: endpointsOf(["x"]) }), Store.Store, broken)
+      )
+      const exit = yield* Effect.exit(balancer.use(() => Effect.succeed(1)))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect((yield* balancer.stats).map((s) => s.active)).toEqual([0])
     })))
 
   it.live("without a store the balancer is as before (local state only)", () =>

@@ -62,10 +62,10 @@ class LeaseImpl implements Lease {
   report(report: Report): Effect.Effect<void> {
     return Effect.sync(() => this.record(report))
   }
-  [ReportNow](report: Report): boolean {
+  [ReportNow](report: Report | undefined): boolean {
     // a lease whose `report` was replaced (a wrapper's) must have it called
     if (this.report !== LeaseImpl.prototype.report) return false
-    this.record(report)
+    if (report !== undefined) this.record(report)
     return true
   }
   private record(report: Report): void {
@@ -494,17 +494,18 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
      * nothing else is to be done (no events to publish, no store to ask: the common case,
      * and an operation less on every call), or else the effect that ends in it.
      */
-    const attemptNow = (request: Table.Request, onRefused: OnRefused): Acquired =>
-      modify((table): readonly [Acquired, Table.Table] => {
-        const now = clock.unsafeCurrentTimeMillis()
-        const [result, next] = Table.acquire(table, strategy, request, now, draw, panic)
-        if (result._tag !== "Acquired") return [onRefused(result, now), next]
-        const lease = leaseFor(result, request, now)
-        const shared = store !== undefined && storeUp
-        if (result.events.length === 0 && !shared) return [lease, next]
-        const published = result.events.length === 0 ? Effect.succeed(lease) : Effect.as(publish(result.events), lease)
-        return [shared ? Effect.flatMap(published, (lease) => admitShared(lease, request, onRefused)) : published, next]
-      })
+    const attemptNow = (request: Table.Request, onRefused: OnRefused): Acquired => {
+      // the table's step, written out (no closure, no pair: this runs on every call)
+      const now = clock.unsafeCurrentTimeMillis()
+      const [result, next] = Table.acquire(current, strategy, request, now, draw, panic)
+      current = next
+      if (result._tag !== "Acquired") return onRefused(result, now)
+      const lease = leaseFor(result, request, now)
+      const shared = store !== undefined && storeUp
+      if (result.events.length === 0 && !shared) return lease
+      const published = result.events.length === 0 ? Effect.succeed(lease) : Effect.as(publish(result.events), lease)
+      return shared ? Effect.flatMap(published, (lease) => admitShared(lease, request, onRefused)) : published
+    }
 
     const attempt = (request: Table.Request, onRefused: OnRefused): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.suspend(() => leaseOf(attemptNow(request, onRefused)))
@@ -521,17 +522,28 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       onRefused: OnRefused
     ): Effect.Effect<Lease, NoEndpointAvailable> =>
       Effect.flatMap(
-        Effect.either(Effect.uninterruptible(store!.admit({
-          endpoint: lease.endpoint,
-          tokens: lease.reservedTokens,
-          callId: (lease.callId = `${instance}.${++calls}`),
-          halfOpenProbes: policy.halfOpenProbes,
-          budget: budgetPeriodOf(lease.endpoint, lease.reservedAt),
-          endpointBudget: endpointBudgetOf(lease.endpoint, lease.reservedAt)
-        }))),
+        Effect.exit(Effect.uninterruptible(Effect.suspend(() =>
+          store!.admit({
+            endpoint: lease.endpoint,
+            tokens: lease.reservedTokens,
+            callId: (lease.callId = `${instance}.${++calls}`),
+            halfOpenProbes: policy.halfOpenProbes,
+            budget: budgetPeriodOf(lease.endpoint, lease.reservedAt),
+            endpointBudget: endpointBudgetOf(lease.endpoint, lease.reservedAt)
+          })
+        ))),
         (answer): Effect.Effect<Lease, NoEndpointAvailable> => {
-          if (Either.isLeft(answer)) return Effect.as(storeFailed(answer.left), lease)
-          const admission = answer.right
+          if (Exit.isFailure(answer)) {
+            const failure = Cause.failureOption(answer.cause)
+            if (failure._tag === "Some") return Effect.as(storeFailed(failure.value), lease)
+            // a store that dies (a bug in it): the reservation is taken back, and the
+            // defect is the caller's
+            return Effect.zipRight(
+              Effect.suspend(() => settleNow(lease, () => cancelled, Effect.void)),
+              Effect.failCause(answer.cause as Cause.Cause<never>)
+            )
+          }
+          const admission = answer.value
           if (admission._tag === "Admitted") {
             lease.sharedAt = admission.at
             lease.sharedProbe = admission.probe
@@ -743,34 +755,36 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       lease: Lease,
       ending: (lease: LeaseImpl, latencyMs: number, jitter: () => number) => Table.Ending,
       then: Effect.Effect<X, E>
-    ): Effect.Effect<X, E> =>
-      modify((table): readonly [Effect.Effect<X, E>, Table.Table] => {
-        if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
-          return [Effect.dieMessage(`release was given a lease that this balancer did not hand out`), table]
-        }
-        if (lease.settled) return [then, table]
-        lease.settled = true
-        const now = clock.unsafeCurrentTimeMillis()
-        const end = ending(lease, now - lease.startedAt, draw)
-        const [events, next] = Table.release(table, lease.id, lease.probeOf, end, now, lease.answered)
-        // priced from the lease's endpoint: the entry may be gone (removed with its last call)
-        const spent = end._tag === "Success" && end.measured?.usage !== undefined
-          ? EndpointState.costOf(lease.endpoint, end.measured.usage)
-          : 0
-        totalSpent += spent
-        if (lease.arm !== undefined) countArm(armOf(lease.arm), end, spent)
-        freed++
-        // a change of health (a circuit closed, say) may let in many waiters, a plain end one
-        if (events.length > 0) waiters.wakeAll()
-        else waiters.wakeOne()
-        const change = lease.sharedAt === undefined
-          ? undefined
-          : sharedChange(lease, end, Table.byId(table, lease.id), Table.byId(next, lease.id), events, spent, now)
-        if (change !== undefined) {
-          return [Effect.zipRight(Effect.zipRight(publish(events), shareChange(change)), then), next]
-        }
-        return [events.length === 0 ? then : Effect.zipRight(publish(events), then), next]
-      })
+    ): Effect.Effect<X, E> => {
+      // the table's step, written out (no closure, no pair: this runs on every call)
+      if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
+        return Effect.dieMessage(`release was given a lease that this balancer did not hand out`)
+      }
+      if (lease.settled) return then
+      lease.settled = true
+      const now = clock.unsafeCurrentTimeMillis()
+      const end = ending(lease, now - lease.startedAt, draw)
+      const before = current
+      const [events, next] = Table.release(before, lease.id, lease.probeOf, end, now, lease.answered)
+      current = next
+      // priced from the lease's endpoint: the entry may be gone (removed with its last call)
+      const spent = end._tag === "Success" && end.measured?.usage !== undefined
+        ? EndpointState.costOf(lease.endpoint, end.measured.usage)
+        : 0
+      totalSpent += spent
+      if (lease.arm !== undefined) countArm(armOf(lease.arm), end, spent)
+      freed++
+      // a change of health (a circuit closed, say) may let in many waiters, a plain end one
+      if (events.length > 0) waiters.wakeAll()
+      else waiters.wakeOne()
+      const change = lease.sharedAt === undefined
+        ? undefined
+        : sharedChange(lease, end, Table.byId(before, lease.id), Table.byId(next, lease.id), events, spent, now)
+      if (change !== undefined) {
+        return Effect.zipRight(Effect.zipRight(publish(events), shareChange(change)), then)
+      }
+      return events.length === 0 ? then : Effect.zipRight(publish(events), then)
+    }
 
     const release = (lease: Lease, outcome: Outcome.Outcome) =>
       Effect.suspend(() =>
@@ -1018,7 +1032,11 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
       // must reach the caller even if it is interrupted in between
       acquire: (hints) =>
         hints?.wait === undefined && store === undefined
-          ? acquireWith(hints, Effect.interruptible)
+          ? Effect.suspend(() => {
+            const acquired = acquireNow(hints, Effect.interruptible)
+            // what is left to do (publishing a probe's event) must not lose the lease
+            return acquired instanceof LeaseImpl ? Effect.succeed(acquired) : Effect.uninterruptible(acquired)
+          })
           : Effect.uninterruptibleMask((restore) => acquireWith(hints, restore)),
       release,
       use,

@@ -13,6 +13,13 @@ import type { NoEndpointAvailable, ProviderError, RoutingFailed } from "../Error
 import type { Policy, Routed, RouterService } from "../Router.js"
 
 /**
+ * The version of the contracts below, in their symbols' keys: two copies of this library
+ * in one process (their tags are strings, so they meet) take each other's shortcuts only
+ * when they agree on them, and otherwise call each other through the public methods.
+ */
+const protocol = "2"
+
+/**
  * Sees a call's exit and its lease as the call ends, in the step that settles the lease,
  * before it does (synchronously: nothing runs in between). Returns what must run before
  * the settle (a report, an event to publish), or `undefined`; the lease is settled
@@ -35,7 +42,7 @@ export const settleAfter = <X, E>(first: Effect.Effect<void>, settled: Effect.Ef
  * the lease is settled: the router records every attempt there, which in a region of its
  * own (`Effect.onExit`) would cost several operations more.
  */
-export const UseObserved: unique symbol = Symbol.for("effect-llm-balancer/Balancer/useObserved")
+export const UseObserved: unique symbol = Symbol.for(`effect-llm-balancer/Balancer/useObserved/${protocol}`)
 
 export type UseObservedFn = <A, E, R>(
   f: (endpoint: Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
@@ -99,11 +106,14 @@ const observed = <A, E>(exit: Exit.Exit<A, E>, lease: Lease, observe: Observer):
   return first === undefined ? exit : settleAfter(first, exit)
 }
 
-export const ReportNow: unique symbol = Symbol.for("effect-llm-balancer/Lease/reportNow")
+export const ReportNow: unique symbol = Symbol.for(`effect-llm-balancer/Lease/reportNow/${protocol}`)
 
-/** A lease of this library's: `[ReportNow]` reports at once, unless `report` was replaced. */
+/**
+ * A lease of this library's: `[ReportNow]` reports at once (nothing, given `undefined`),
+ * unless `report` was replaced; it says whether it could.
+ */
 export interface Reportable {
-  readonly [ReportNow]: (report: Report) => boolean
+  readonly [ReportNow]: (report: Report | undefined) => boolean
 }
 
 /**
@@ -115,21 +125,27 @@ export const reportedNow = (lease: Lease, report: Report): boolean => {
   return lease_[ReportNow] !== undefined && lease_[ReportNow](report)
 }
 
+/** Whether {@link reportedNow} would report on `lease` (it is this library's, its `report` its own). */
+export const reportsNow = (lease: Lease): boolean => {
+  const lease_ = lease as Lease & Partial<Reportable>
+  return lease_[ReportNow] !== undefined && lease_[ReportNow](undefined)
+}
+
 /**
  * `execute`, started in a step of the caller's that has the fiber at hand, with what
  * `Llm.complete` does around it taken into the router's own steps: `answered` runs as an
- * attempt answers, before its lease is settled (the usage report: an effect to run first,
- * or `undefined` when it is done), and `finish` turns the routed answer into the call's
- * result as it returns. Around `execute`, each would take operations of its own, and a
- * frame that the call keeps while in flight.
+ * attempt answers, in the step that settles its lease and before it does (the usage report
+ * on this library's own leases, which takes no operation), and `finish` turns the routed
+ * answer into the call's result as it returns. Around `execute`, each would take
+ * operations of its own, and a frame that the call keeps while in flight.
  */
-export const ExecuteWith: unique symbol = Symbol.for("effect-llm-balancer/Router/executeWith")
+export const ExecuteWith: unique symbol = Symbol.for(`effect-llm-balancer/Router/executeWith/${protocol}`)
 
 export type StartFn = <A, B, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
   call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
   policy: Policy | undefined,
-  answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
+  answered: ((value: A, lease: Lease) => void) | undefined,
   finish: (routed: Routed<A>) => B
 ) => Effect.Effect<B, RoutingFailed, R>
 
@@ -152,9 +168,9 @@ export const executeIn = (router: RouterService): StartFn => {
           answered === undefined ?
             call :
             (endpoint, attempt, lease) =>
-              Effect.flatMap(call(endpoint, attempt, lease), (value) => {
-                const first = answered(value, lease)
-                return first === undefined ? Exit.succeed(value) : Effect.as(first, value)
+              Effect.map(call(endpoint, attempt, lease), (value) => {
+                answered(value, lease)
+                return value
               }),
           policy
         ),

@@ -1,9 +1,10 @@
-import type { Clock, Fiber, Schedule } from "effect"
+import type { Clock, Schedule } from "effect"
 import {
   Cause,
   Duration,
   Effect,
   Exit,
+  Fiber,
   FiberRef,
   Metric,
   MetricBoundaries,
@@ -293,7 +294,7 @@ class Call<A, B, R> {
     readonly p: Policy,
     start: number,
     /** Runs as an attempt answers, before its lease is settled (see `ExecuteWith`). */
-    readonly answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
+    readonly answered: ((value: A, lease: Lease) => void) | undefined,
     /** The call's result from the routed answer. */
     readonly finish: (routed: Routed<A>) => B,
     /** The metric labels of the fiber that made the call, for its attempts' metrics. */
@@ -431,9 +432,13 @@ class Call<A, B, R> {
       attempts: this.attempts.slice(),
       retryAt: this.retryAt
     })
+    const result = Exit.fail(error)
+    // only the call's own span is annotated, and there is none unless spans are collected
     return Effect.zipRight(
       countFailed,
-      spans.annotateThen(() => ({ "llm.attempts": this.attempts.length, "llm.outcome": reason }), Exit.fail(error))
+      this.traced
+        ? spans.annotateThen(() => ({ "llm.attempts": this.attempts.length, "llm.outcome": reason }), result)
+        : result
     )
   }
 
@@ -513,15 +518,12 @@ class Call<A, B, R> {
       // (the observer must end in `settled`, which gives the lease back, whatever happens)
       (exit, lease) => {
         // what the answer reported (`Llm`'s usage) first, so that the settle has it
-        const first = Exit.isSuccess(exit) && this.answered !== undefined
-          ? this.answered(exit.value as A, lease)
-          : undefined
+        if (Exit.isSuccess(exit) && this.answered !== undefined) this.answered(exit.value as A, lease)
         const outcome = outcomeOf(exit)
         const endpoint = startedOn
         // a defect is no attempt's outcome
-        if (outcome === undefined || endpoint === undefined) return first
-        const reported = this.record(exit, outcome, endpoint, n, hedge, startedAt)
-        return reported === undefined ? first : first === undefined ? reported : Effect.zipRight(first, reported)
+        if (outcome === undefined || endpoint === undefined) return undefined
+        return this.record(exit, outcome, endpoint, n, hedge, startedAt)
       }
     )
   }
@@ -540,7 +542,9 @@ class Call<A, B, R> {
     const at = this.routing.clock.unsafeCurrentTimeMillis()
     const latencyMs = at - startedAt
     this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
-    const labels = this.labels
+    // the labels around the attempt as it ends: a wrapped balancer may add its own
+    const fiber = Fiber.getCurrentFiber()
+    const labels = fiber._tag === "Some" ? fiber.value.getFiberRef(FiberRef.currentMetricLabels) : this.labels
     const metrics = metricsOf(endpoint.name)
     attemptCounter(metrics, endpoint.name, outcome).unsafeUpdate(1, labels)
     metrics.latency.unsafeUpdate(latencyMs, labels)
@@ -725,7 +729,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
       call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
       policy: Policy | undefined,
-      answered: ((value: A, lease: Lease) => Effect.Effect<void> | undefined) | undefined,
+      answered: ((value: A, lease: Lease) => void) | undefined,
       finish: (routed: Routed<A>) => B
     ): Effect.Effect<B, RoutingFailed, R> => {
       const p: Policy = policy === undefined
