@@ -1,9 +1,9 @@
 /**
  * Shortcuts into this library's own balancer and router for the router and `Llm`, on
- * every routed call: each saves effect operations, whose work, and what a call in flight keeps alive
- * through them, are most of what routing costs a call under load (see docs/design.md, "What
- * a routed call costs"). Any other `BalancerService` or `Lease` gets the generic form, which
- * does the same in more operations.
+ * every routed call: each saves effect operations, whose work, and what a call in flight
+ * keeps alive through them, are most of what routing costs a call under load (see
+ * docs/design.md, "What a routed call costs"). Any other `BalancerService`,
+ * `RouterService` or `Lease` gets the generic form, which does the same in more operations.
  */
 import type { Fiber } from "effect"
 import { Effect, Exit } from "effect"
