@@ -417,7 +417,8 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
         ? Effect.succeed(Health.resolve(policy, endpoint))
         : Health.resolveWithSchedule(policy, endpoint, Math.floor(draw() * 2 ** 32))
     const policies = yield* Effect.forEach(resolved.endpoints, policyOf)
-    // the table: read and replaced only by `modify`, `update` and `read`
+    // the table: read and replaced only by `modify`, `update` and `read`, and by the two
+    // steps on every call, `attemptNow` and `settleNow`, which write theirs out
     let current = resolved.endpoints.reduce(
       (table, endpoint, i) => Table.add(table, endpoint, policies[i], start),
       Table.make(strategy, resolved.budget)
