@@ -291,6 +291,20 @@ describe("leases", () => {
       expect([s.active, s.failures]).toEqual([0, 1])
     }))
 
+  it.scoped("a lease wrapped with Object.create reports and releases as the lease itself, once", () =>
+    Effect.gen(function*() {
+      const b = yield* makeBalancer({ endpoints: [endpoint("a")] })
+      const lease = yield* b.acquire()
+      const wrapper: Balancer.Lease = Object.assign(Object.create(lease), { tag: "mine" })
+      yield* wrapper.report({ usage: { inputTokens: 12, outputTokens: 3 } })
+      yield* b.release(wrapper, Outcome.success())
+      // released already, through the wrapper: neither the lease nor the wrapper releases again
+      yield* b.release(lease, Outcome.failure("again"))
+      yield* b.release(wrapper, Outcome.failure("again"))
+      const [s] = yield* b.stats
+      expect([s.active, s.successes, s.failures, s.inputTokens, s.outputTokens]).toEqual([0, 1, 0, 12, 3])
+    }))
+
   it.scoped("Effect.timeout around use interrupts the call and releases its slot", () =>
     Effect.gen(function*() {
       const b = yield* makeBalancer({ endpoints: [endpoint("a", { maxConcurrency: 1 })] })

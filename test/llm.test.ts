@@ -158,6 +158,24 @@ describe("Llm", () => {
       expect((yield* real.stats)[0].active).toBe(0)
     }))
 
+  it.scoped("a lease wrapped with Object.create that keeps the lease's report gets the usage recorded", () =>
+    Effect.gen(function*() {
+      const real = yield* Balancer.make({ endpoints: [endpoint("a", { provider: "good" })] })
+      const wrapped: Balancer.BalancerService = {
+        ...real,
+        use: (f, hints) => real.use((e, lease) => f(e, Object.assign(Object.create(lease), { tag: "mine" })), hints)
+      }
+      const context = yield* Layer.build(
+        Router.layer().pipe(
+          Layer.provideMerge(Layer.succeed(Balancer.Balancer, wrapped)),
+          Layer.merge(Provider.layer({ good }))
+        )
+      )
+      yield* Effect.provide(Llm.complete(request), context)
+      const a = (yield* real.stats)[0]
+      expect([a.inputTokens, a.outputTokens, a.active]).toEqual([12, 3, 0])
+    }))
+
   it.scoped("a bad request fails with InvalidRequest naming the field, before any attempt", () =>
     Effect.gen(function*() {
       const { context } = yield* setup({ good }, [["a", "good"]])

@@ -53,19 +53,25 @@ class LeaseImpl implements Lease {
     readonly arm: string | undefined
   ) {
     this.startedAt = reservedAt
+    this.self = this
   }
+  /**
+   * The lease itself, also for a wrapper made with `Object.create(lease)` (as callers write
+   * them): what a wrapper reports, detaches or releases is the lease's, not the wrapper's.
+   */
+  readonly self: LeaseImpl
   /** When the call started: after the shared store's admission, when there is a store. */
   startedAt: number
   get probe(): boolean {
     return this.probeOf !== undefined
   }
   report(report: Report): Effect.Effect<void> {
-    return Effect.sync(() => this.record(report))
+    return Effect.sync(() => this.self.record(report))
   }
   [ReportNow](report: Report | undefined): boolean {
     // a lease whose `report` was replaced (a wrapper's) must have it called
     if (this.report !== LeaseImpl.prototype.report) return false
-    if (report !== undefined) this.record(report)
+    if (report !== undefined) this.self.record(report)
     return true
   }
   private record(report: Report): void {
@@ -77,15 +83,16 @@ class LeaseImpl implements Lease {
   }
   get firstToken(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.answered || this.settled) return Effect.void
-      const now = this.owner.clock.unsafeCurrentTimeMillis()
-      if (this.ttftMs === undefined) this.ttftMs = now - this.startedAt
-      return this.owner.firstToken(this, now)
+      const self = this.self
+      if (self.answered || self.settled) return Effect.void
+      const now = self.owner.clock.unsafeCurrentTimeMillis()
+      if (self.ttftMs === undefined) self.ttftMs = now - self.startedAt
+      return self.owner.firstToken(self, now)
     })
   }
   get detach(): Effect.Effect<void> {
     return Effect.sync(() => {
-      this.detached = true
+      this.self.detached = true
     })
   }
   /** What the call measured besides its latency, or `undefined` when nothing. */
@@ -753,20 +760,23 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
      * what is left to do is the effect returned, which ends in `then` (the caller's call).
      */
     const settleNow = <X, E>(
-      lease: Lease,
+      given: Lease,
       ending: (lease: LeaseImpl, latencyMs: number, jitter: () => number) => Table.Ending,
       then: Effect.Effect<X, E>
     ): Effect.Effect<X, E> => {
       // the table's step, written out (no closure, no pair: this runs on every call)
-      if (!(lease instanceof LeaseImpl) || lease.owner !== owner) {
+      if (!(given instanceof LeaseImpl) || given.owner !== owner) {
         return Effect.dieMessage(`release was given a lease that this balancer did not hand out`)
       }
+      // a wrapper's release is its lease's
+      const lease = given.self
       if (lease.settled) return then
-      lease.settled = true
       const now = clock.unsafeCurrentTimeMillis()
       const end = ending(lease, now - lease.startedAt, draw)
       const before = current
       const [events, next] = Table.release(before, lease.id, lease.probeOf, end, now, lease.answered)
+      // settled once its end is recorded: an ending that throws leaves the lease to release again
+      lease.settled = true
       current = next
       // priced from the lease's endpoint: the entry may be gone (removed with its last call)
       const spent = end._tag === "Success" && end.measured?.usage !== undefined
@@ -815,7 +825,9 @@ export const fromResolved = (resolved: Resolved): Effect.Effect<BalancerService,
           })
         const acquired = acquireNow(hints, restore)
         if (acquired instanceof LeaseImpl) {
-          // reserved in this step: nothing can have come in between, so `f` is called now
+          // reserved in this step: nothing can have come in between, so `f` is called now (an
+          // interruption that arrives before its effect's first step, in a yield of the run
+          // loop, ends the call there, as one arriving at that first step would)
           let call: Effect.Effect<A, E, R>
           try {
             call = f(acquired.endpoint, acquired)

@@ -456,7 +456,8 @@ class Call<A, B, R> {
     let startedOn: Endpoint | undefined
     return this.routing.use(
       // called by the balancer as the attempt starts, in the step that reserved its slot
-      // (after the shared store's admission, when there is a store)
+      // (after the shared store's admission, when there is a store): once the call function
+      // is called the attempt counts, even if it is interrupted before its first step
       (endpoint, lease) => {
         startedAt = this.routing.clock.unsafeCurrentTimeMillis()
         if (hedge) this.twinOn = endpoint
