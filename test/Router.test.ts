@@ -18,6 +18,7 @@ import {
 } from "effect"
 import type { Endpoint } from "../src/index.js"
 import { Balancer, Errors, Outcome, Router, Store } from "../src/index.js"
+import { useObserved } from "../src/internal/hotPath.js"
 import { endpoint, makeRouter } from "./helpers.js"
 
 const setup = makeRouter
@@ -256,6 +257,20 @@ describe("the balancer's bookkeeping around each attempt", () => {
       // and the balancer still serves
       const again = yield* Effect.orDie(Effect.provideService(Router.make(), Balancer.Balancer, real))
       expect((yield* again.execute(() => Effect.succeed(2))).value).toBe(2)
+    }))
+
+  it.scoped("an observer that throws still gives the lease back, on this balancer and on a wrapped one", () =>
+    Effect.gen(function*() {
+      const real = yield* Effect.orDie(Balancer.make({ endpoints: [endpoint("a")] }))
+      const wrapped: Balancer.BalancerService = { ...real, use: (f, hints) => real.use(f, hints) }
+      const throwing = () => {
+        throw new Error("observer broke")
+      }
+      for (const balancer of [real, wrapped]) {
+        const exit = yield* Effect.exit(useObserved(balancer)(() => Effect.succeed(1), undefined, throwing))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect((yield* real.stats)[0].active).toBe(0)
+      }
     }))
 
   it.scoped("an attempt's metrics carry the labels around it, a wrapped balancer's included", () =>

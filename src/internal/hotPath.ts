@@ -22,8 +22,8 @@ const protocol = "2"
 /**
  * Sees a call's exit and its lease as the call ends, in the step that settles the lease,
  * before it does (synchronously: nothing runs in between). Returns what must run before
- * the settle (a report, an event to publish), or `undefined`; the lease is settled
- * whatever that does, and a defect of it is then the call's.
+ * the settle (the router's attempt event), or `undefined`; the lease is settled whatever
+ * that does, and a defect of it, or of the observer, is then the call's.
  */
 export type Observer = (exit: Exit.Exit<unknown, unknown>, lease: Lease) => Effect.Effect<void> | undefined
 
@@ -139,7 +139,7 @@ export const reportsNow = (lease: Lease): boolean => {
  * answer into the call's result as it returns. Around `execute`, each would take
  * operations of its own, and a frame that the call keeps while in flight.
  */
-export const ExecuteWith: unique symbol = Symbol.for(`effect-llm-balancer/Router/executeWith/${protocol}`)
+export const ExecuteIn: unique symbol = Symbol.for(`effect-llm-balancer/Router/executeIn/${protocol}`)
 
 export type StartFn = <A, B, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -151,15 +151,15 @@ export type StartFn = <A, B, R>(
 
 /** Set by this library's router, with the `execute` it goes with (see {@link Observable}). */
 export interface Executable {
-  readonly [ExecuteWith]: {
+  readonly [ExecuteIn]: {
     readonly execute: RouterService["execute"]
     readonly start: StartFn
   }
 }
 
-/** `router.execute(call, policy)`, with `answered` and `finish` (see {@link ExecuteWith}). */
+/** `router.execute(call, policy)`, with `answered` and `finish` (see {@link ExecuteIn}). */
 export const executeIn = (router: RouterService): StartFn => {
-  const own = (router as RouterService & Partial<Executable>)[ExecuteWith]
+  const own = (router as RouterService & Partial<Executable>)[ExecuteIn]
   return own !== undefined && own.execute === router.execute
     ? own.start
     : ((_fiber, call, policy, answered, finish) =>

@@ -24,7 +24,7 @@ import { InvalidConfig, RoutingFailed, Timeout } from "../Errors.js"
 import { Event } from "../Event.js"
 import type { Options, Policy, Routed, RouterService } from "../Router.js"
 import type { Executable, StartFn, UseObservedFn } from "./hotPath.js"
-import { ExecuteWith, unheard, useObserved } from "./hotPath.js"
+import { ExecuteIn, unheard, useObserved } from "./hotPath.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as schemas from "./schemas.js"
 import * as spans from "./spans.js"
@@ -293,12 +293,10 @@ class Call<A, B, R> {
     readonly call: (endpoint: Endpoint, attempt: number, lease: Lease) => Effect.Effect<A, ProviderError, R>,
     readonly p: Policy,
     start: number,
-    /** Runs as an attempt answers, before its lease is settled (see `ExecuteWith`). */
+    /** Runs as an attempt answers, before its lease is settled (see `ExecuteIn`). */
     readonly answered: ((value: A, lease: Lease) => void) | undefined,
     /** The call's result from the routed answer. */
     readonly finish: (routed: Routed<A>) => B,
-    /** The metric labels of the fiber that made the call, for its attempts' metrics. */
-    readonly labels: ReadonlyArray<MetricLabel.MetricLabel>,
     /** Spans are collected: the call has a span of its own. */
     readonly traced: boolean
   ) {
@@ -514,9 +512,10 @@ class Call<A, B, R> {
         )
       },
       attemptHints,
-      // recorded in the balancer's own region as the attempt ends, in one synchronous step:
-      // this runs on every attempt, and each effect operation costs more than all of it
-      // (the observer must end in `settled`, which gives the lease back, whatever happens)
+      // recorded in the balancer's own region as the attempt ends, in the step that settles
+      // its lease: this runs on every attempt, and each effect operation costs more than all
+      // of it (what it returns, the attempt's event, runs before the settle, which happens
+      // whatever that event does)
       (exit, lease) => {
         // what the answer reported (`Llm`'s usage) first, so that the settle has it
         if (Exit.isSuccess(exit) && this.answered !== undefined) this.answered(exit.value as A, lease)
@@ -545,7 +544,7 @@ class Call<A, B, R> {
     this.attempts.push({ endpoint: endpoint.name, number: n, startedAt, latencyMs, hedge, outcome })
     // the labels around the attempt as it ends: a wrapped balancer may add its own
     const fiber = Fiber.getCurrentFiber()
-    const labels = fiber._tag === "Some" ? fiber.value.getFiberRef(FiberRef.currentMetricLabels) : this.labels
+    const labels = fiber._tag === "Some" ? fiber.value.getFiberRef(FiberRef.currentMetricLabels) : noLabels
     const metrics = metricsOf(endpoint.name)
     attemptCounter(metrics, endpoint.name, outcome).unsafeUpdate(1, labels)
     metrics.latency.unsafeUpdate(latencyMs, labels)
@@ -683,6 +682,7 @@ const outcomeOf = (exit: Exit.Exit<unknown, unknown>): Attempt["outcome"] | unde
 }
 
 const noHints: Hints = {}
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
 
 export const make = (options?: Options): Effect.Effect<RouterService, InvalidConfig, Balancer> =>
   Effect.gen(function*() {
@@ -753,9 +753,8 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
       } else {
         const now = clock.unsafeCurrentTimeMillis()
         cell.budget = RetryBudget.deposit(cell.budget, now, settings)
-        const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-        requests.unsafeUpdate(1, labels)
-        routed = new Call(routing, call, p, now, answered, finish, labels, spans.traced(fiber)).from(1)
+        requests.unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
+        routed = new Call(routing, call, p, now, answered, finish, spans.traced(fiber)).from(1)
       }
       return spans.withSpanIn(fiber, routed, "effect-llm-balancer.execute")
     }
@@ -766,7 +765,7 @@ export const make = (options?: Options): Effect.Effect<RouterService, InvalidCon
     ): Effect.Effect<Routed<A>, RoutingFailed, R> =>
       Effect.withFiberRuntime((fiber) => start(fiber, call, policy, undefined, asRouted))
 
-    const service: RouterService & Executable = { execute, [ExecuteWith]: { execute, start } }
+    const service: RouterService & Executable = { execute, [ExecuteIn]: { execute, start } }
     return service
   })
 
