@@ -243,12 +243,16 @@ export interface BalancerService {
    * prefer {@link use}, which cannot forget to.
    */
   readonly acquire: (hints?: Hints) => Effect.Effect<Lease, NoEndpointAvailable>
-  /** Gives the slot back and records how the call ended. */
+  /**
+   * Gives the slot back and records how the call ended; a second release of the same
+   * lease does nothing. A lease made from another with `Object.create(lease)` (a wrapper)
+   * reports and releases as that lease.
+   */
   readonly release: (lease: Lease, outcome: Outcome.Outcome) => Effect.Effect<void>
   /**
    * Acquires, runs `f` on the endpoint, records its outcome and latency, and releases,
-   * also when `f` fails, dies or is interrupted (an interrupted call counts neither as a
-   * success nor as a failure).
+   * also when `f` fails, dies, is interrupted or throws instead of returning an effect (a
+   * defect of the call). An interrupted call counts neither as a success nor as a failure.
    */
   readonly use: <A, E, R>(
     f: (endpoint: Endpoint.Endpoint, lease: Lease) => Effect.Effect<A, E, R>,
